@@ -97,8 +97,8 @@ class Pedal:
 
     def set_knobs(self, **values) -> None:
         """Set knob targets in panel units; all are checked before any is applied."""
-        checked = [(self._knob_index[n], self.knob(n).validate(v)) for n, v in values.items()]
-        for i, v in checked:
+        checked = [(self.knob(n).validate(v), self._knob_index[n]) for n, v in values.items()]
+        for v, i in checked:
             self._target[i] = v
 
     def knob_values(self) -> dict[str, float]:
