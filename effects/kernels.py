@@ -21,7 +21,8 @@ _B0, _B2, _B4, _B6 = (_f32(v) for v in (
     4.89352518554385e-03, 2.26843463243900e-03, 1.18534705686654e-04, 1.19825839466702e-06))
 _TANH_CLAMP = _f32(7.90531110763549805)
 
-_jit = dict(nogil=True, fastmath=True, cache=True)
+# error_model="numpy": float division without Python's zero check, which would block vectorization.
+_jit = dict(nogil=True, fastmath=True, cache=True, error_model="numpy")
 
 
 @njit(inline="always", **_jit)
@@ -41,12 +42,13 @@ def sigmoid32(x):
 
 
 @njit(**_jit)
-def gru_run(x, w_ih, w_hh, b_ih, b_hh, w_out, b_out, h, g, gates, out):
+def gru_run(x, w_ih, w_hh, b_ih, b_hh, w_out, b_out, h, g, pre, out):
     """Run a single-layer GRU with a linear read-out over one block, in place.
 
     Row-vector layout (the transposes of ``torch.nn.GRU``'s matrices), gate order r, z, n:
     i = x_t w_ih + b_ih, g = h w_hh + b_hh, r = s(i_r + g_r), z = s(i_z + g_z),
     n = tanh(i_n + r * g_n), h' = n + z (h - n), y_t = w_out . h' + b_out.
+    Each inner loop touches few arrays so that LLVM vectorizes it.
 
     Args:
         x: (T,) input samples.
@@ -55,26 +57,36 @@ def gru_run(x, w_ih, w_hh, b_ih, b_hh, w_out, b_out, h, g, gates, out):
         b_ih, b_hh: (3H,) biases.
         w_out: (H,) read-out weights; b_out: scalar read-out bias.
         h: (H,) hidden state, updated in place.
-        g: (3H,) scratch for h w_hh + b_hh; gates: (2H,) scratch for r and z.
-        out: (T,) output samples.
+        g: (3H,) scratch for h w_hh + b_hh; pre: (3H,) scratch for the gates.
+        out: (T,) output samples (may be x).
     """
     H = h.shape[0]
+    H2 = 2 * H
+    H3 = 3 * H
     for t in range(x.shape[0]):
         xt = x[t]
-        for j in range(3 * H):
+        for j in range(H3):
             g[j] = b_hh[j]
         for k in range(H):
             hk = h[k]
-            for j in range(3 * H):
+            for j in range(H3):
                 g[j] += hk * w_hh[k, j]
-        for j in range(2 * H):
-            gates[j] = sigmoid32(xt * w_ih[j] + b_ih[j] + g[j])
+        for j in range(H3):
+            pre[j] = xt * w_ih[j] + b_ih[j]
+        for j in range(H2):
+            pre[j] += g[j]
+        for j in range(H2):
+            pre[j] = sigmoid32(pre[j])  # r, z
+        for j in range(H):
+            pre[H2 + j] += pre[j] * g[H2 + j]
+        for j in range(H):
+            pre[H2 + j] = tanh32(pre[H2 + j])  # n
+        for j in range(H):
+            n = pre[H2 + j]
+            h[j] = n + pre[H + j] * (h[j] - n)
         acc = b_out
         for j in range(H):
-            n = tanh32(xt * w_ih[2 * H + j] + b_ih[2 * H + j] + gates[j] * g[2 * H + j])
-            hj = n + gates[H + j] * (h[j] - n)
-            h[j] = hj
-            acc += w_out[j] * hj
+            acc += w_out[j] * h[j]
         out[t] = acc
 
 

@@ -200,27 +200,41 @@ class Pedal:
 
 
 class Chain:
-    """Pedals in series, all at one sample rate. ``process`` runs them in order.
+    """Pedals in series at one chain rate; ``process`` runs them in order.
+
+    A pedal whose own rate differs from the chain's runs behind a ``RateAdapter`` (streaming
+    resampling in and out, a fixed latency of about 1.4 ms), so any pedals can be chained.
 
     Threads: the GUI builds a new Chain (or calls ``move`` between audio blocks) and swaps the
     engine's reference; ``process`` runs on the audio thread.
     """
 
-    def __init__(self, pedals=()):
+    def __init__(self, pedals=(), sample_rate: int | None = None):
         self.pedals = list(pedals)
-        rates = {p.sample_rate for p in self.pedals}
-        if len(rates) > 1:
-            raise ValueError("pedals in a chain must share one sample rate, got "
-                             + ", ".join(f"{p.name} {p.sample_rate} Hz" for p in self.pedals))
-        self._buf = np.zeros(0, np.float32)
+        self.sample_rate = int(sample_rate or (self.pedals[0].sample_rate if self.pedals else 48000))
+        self._adapters = {}
+        for p in self.pedals:
+            self._adapter(p)
 
-    @property
-    def sample_rate(self) -> int:
-        return self.pedals[0].sample_rate if self.pedals else 48000
+    def _adapter(self, pedal):
+        if pedal.sample_rate == self.sample_rate:
+            return None
+        adapter = self._adapters.get(id(pedal))
+        if adapter is None:
+            from effects.resample import RateAdapter
+            adapter = self._adapters[id(pedal)] = RateAdapter(self.sample_rate, pedal.sample_rate)
+        return adapter
+
+    def pedal_latency_samples(self, pedal) -> int:
+        """A pedal's latency at the chain rate, resampling included."""
+        adapter = self._adapter(pedal)
+        if adapter is None:
+            return pedal.latency_samples
+        return adapter.latency_samples + round(pedal.latency_samples * self.sample_rate / pedal.sample_rate)
 
     @property
     def latency_samples(self) -> int:
-        return sum(p.latency_samples for p in self.pedals)
+        return sum(self.pedal_latency_samples(p) for p in self.pedals)
 
     def move(self, src: int, dst: int) -> None:
         """Move the pedal at index src so that it ends up at index dst."""
@@ -230,7 +244,10 @@ class Chain:
         self.pedals.insert(dst, self.pedals.pop(src))
 
     def process(self, x, out: np.ndarray | None = None) -> np.ndarray:
+        """Process one block at the chain rate (see ``Pedal.process``)."""
         x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 1:
+            raise ValueError(f"chain.process() takes a 1-D mono block, got shape {x.shape}")
         if out is None:
             out = np.empty(x.shape, np.float32)
         if not self.pedals:
@@ -238,13 +255,19 @@ class Chain:
             return out
         src = x
         for p in self.pedals:
-            p.process(src, out)
+            adapter = self._adapter(p)
+            if adapter is None:
+                p.process(src, out)
+            else:
+                adapter.process(p, src, out)
             src = out
         return out
 
     def reset(self) -> None:
         for p in self.pedals:
             p.reset()
+        for a in self._adapters.values():
+            a.reset()
 
     def __len__(self):
         return len(self.pedals)

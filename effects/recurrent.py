@@ -34,12 +34,12 @@ class GRUStream:
         self.b_out = np.float32(b_out)
         self.h = np.zeros(hidden_size, np.float32)
         self._g = np.zeros(3 * hidden_size, np.float32)
-        self._gates = np.zeros(2 * hidden_size, np.float32)
+        self._pre = np.zeros(3 * hidden_size, np.float32)
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
         w = self.weights
         kernels.gru_run(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, self.w_out, self.b_out,
-                        self.h, self._g, self._gates, out)
+                        self.h, self._g, self._pre, out)
 
     def reset(self) -> None:
         self.h[:] = 0.0

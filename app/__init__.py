@@ -1,0 +1,1 @@
+"""knobnet application: command line, audio engine and the Qt pedalboard."""
