@@ -86,30 +86,16 @@ def cmd_pedals(args) -> int:
 def cmd_render(args) -> int:
     from effects.progress import Progress
     from effects.render import render_file
-    chain = build_chain(args.chain, parse_models(args.model))
     if args.block_size < 1:
         raise ValueError(f"--block-size must be at least 1, got {args.block_size}")
-    import soundfile as sf
-    try:
-        frames = sf.info(args.input).frames
-    except Exception:
-        frames = 0  # read_mono gives the precise error
-    with Progress(frames, "rendering", "samples") as bar:
-        rate_ratio = 1.0
-        def progress(done, elapsed):
-            audio_s = done / chain.sample_rate
-            bar.update(done * rate_ratio, extra=f"{audio_s / max(elapsed, 1e-9):.1f}x real time")
-        from effects.audio_io import read_mono
-        try:
-            info_rate = sf.info(args.input).samplerate
-            rate_ratio = info_rate / chain.sample_rate
-        except Exception:
-            pass
-        notes = render_file(chain, args.input, args.output, args.block_size, progress)
-    for note in notes:
-        print(f"knobnet: {note}", file=sys.stderr)
-    names = " > ".join(repr(p) for p in chain)
-    print(f"rendered {args.input} -> {args.output} through {names}")
+    chain = build_chain(args.chain, parse_models(args.model))
+    with Progress(1, "rendering", "s of audio") as bar:
+        def progress(done, total, elapsed):
+            bar.total = total / chain.sample_rate
+            bar.update(done / chain.sample_rate, extra=f"{done / chain.sample_rate / max(elapsed, 1e-9):.1f}x real time")
+        render_file(chain, args.input, args.output, args.block_size, progress,
+                    notify=lambda note: print(f"knobnet: {note}", file=sys.stderr))
+    print(f"rendered {args.input} -> {args.output} through " + " > ".join(repr(p) for p in chain))
     return 0
 
 

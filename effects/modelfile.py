@@ -5,6 +5,7 @@ Runs on the GUI/CLI thread at load time, never on the audio thread.
 from __future__ import annotations
 
 import pathlib
+import warnings
 import zipfile
 
 import numpy as np
@@ -39,7 +40,9 @@ def read_state_dict(path) -> dict[str, np.ndarray]:
         scripted = any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
     try:
         if scripted:
-            obj = torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load: still the reader of these files
+                obj = torch.jit.load(str(path), map_location="cpu").state_dict()
         else:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt archives

@@ -14,13 +14,13 @@ from effects.pedal import Chain
 
 
 def render(chain: Chain, x: np.ndarray, block_size: int = 4096,
-           progress: Callable[[int, float], None] | None = None) -> np.ndarray:
+           progress: Callable[[int, int, float], None] | None = None) -> np.ndarray:
     """Run x (at chain.sample_rate) through the chain from a reset state, block by block.
 
     The chain's latency is compensated: the output is aligned with the input and as long.
 
     Args:
-        progress: called as progress(samples_done, seconds_elapsed) after each block.
+        progress: called as progress(samples_done, samples_total, seconds_elapsed) after each block.
     """
     if block_size < 1:
         raise ValueError(f"block size must be at least 1, got {block_size}")
@@ -32,18 +32,21 @@ def render(chain: Chain, x: np.ndarray, block_size: int = 4096,
     for i in range(0, padded.shape[0], block_size):
         chain.process(padded[i:i + block_size], y[i:i + block_size])
         if progress is not None:
-            progress(min(i + block_size, padded.shape[0]), time.perf_counter() - started)
+            progress(min(i + block_size, padded.shape[0]), padded.shape[0], time.perf_counter() - started)
     return y[latency:]
 
 
-def render_file(chain: Chain, in_path, out_path, block_size: int = 4096, progress=None) -> list[str]:
+def render_file(chain: Chain, in_path, out_path, block_size: int = 4096, progress=None,
+                notify: Callable[[str], None] = lambda note: None) -> None:
     """Render a file through the chain; the output keeps the input's rate and is 32-bit float.
 
-    Returns the notes worth telling the user (channels mixed down, rates converted).
+    ``notify`` hears, before rendering starts, what was done to the input (channels mixed
+    down, rate converted). Nothing is written under out_path unless the render completes.
     """
     audio = read_mono(in_path, chain.sample_rate)
+    for note in audio.notes:
+        notify(note)
     y = render(chain, audio.samples, block_size, progress)
     if audio.source_rate != chain.sample_rate:
         y = resample(y, chain.sample_rate, audio.source_rate)
     write_float(out_path, y, audio.source_rate)
-    return audio.notes
