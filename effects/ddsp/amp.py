@@ -1,0 +1,251 @@
+"""The DDSP amp [paper] (spec section 7): knob controllers, DSP parameters, differentiable forward.
+
+Signal path (``STAGES`` lays out every biquad, gain and GRU1 by index):
+preamp WH1..WH4 -> tone stack F_TS -> power amp (M, F_nfb, G, phase splitter tanh(+-a),
+WH+ and WH-, push-pull difference) -> output transformer (g_ot, GRU1, F_OT, g_out), where
+WH(x) = H2(g_post * GRU1(g_pre * H1(x))) and every filter group is low shelf, peak, high shelf.
+
+``dsp_params`` maps knobs to all coefficients with array-namespace-agnostic code: the torch model
+calls it on its parameters, the streaming twin (``effects.ddsp.stream``) and the inspection API
+call it on NumPy copies, so the filters shown and streamed are the filters trained.
+
+Knobs [ours], because the JVM data holds gain 5 only and one (unrecorded) master setting:
+- The stage controllers see the knobs normalised to [-1, 1] with gain and master held at the
+  recorded setting (0), so nothing untrained is extrapolated from them.
+- gain scales the pre-gain of WH2 (after the first triode stage, where the amp's gain pot sits)
+  by ``GAIN_DB_PER_STEP`` dB per knob step from 5: more gain drives the later GRU1s harder, so
+  it gives more distortion and compression by construction, continuously.
+- master scales the power amp's input M by (master / 5)^2 (audio taper; unity at 5).
+- Tone-stack gains are monotone in their own knob by construction:
+  G_dB = -24 + 48 s(a + softplus(k) c) for (LS, bass), (PK, middle), (HS, treble); the tone-stack
+  controller sets the frequencies and Qs from bass, middle and treble.
+
+Threads: the torch model runs on the training thread; ``dsp_params`` also runs on the GUI
+thread (inspection) and at control ticks on the audio thread (NumPy).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from effects.ddsp import biquad, gru1
+
+KNOBS = ("gain", "bass", "middle", "treble", "master")
+RECORDED = {"gain": 5.0, "master": 5.0}  # settings the controllers are held at (see module doc)
+GAIN_DB_PER_STEP = 3.0  # gain knob: +-15 dB at WH2's pre-gain over 0..10
+HIDDEN = 32
+N_WH_PRE = 4
+
+# Controllers: name -> (number of outputs, knobs they see).
+CONTROLLERS = {
+    "pre": (N_WH_PRE * 20, ("gain",)),
+    "ts": (9, ("bass", "middle", "treble")),
+    "pa": (51, ("master",)),
+    "ot": (11, ("master",)),
+}
+
+# Indices into the (45, 5) biquad array, the (16,) gain array and the (7, 12) GRU1 array.
+N_BIQUADS, N_GAINS, N_GRUS = 45, 16, 7
+SOS_TS, SOS_NFB, SOS_WH_PLUS, SOS_WH_MINUS, SOS_OT = 24, 27, 30, 36, 42
+G_M, G_G, G_WH_PLUS, G_WH_MINUS, G_OT, G_OUT = 8, 9, 10, 12, 14, 15
+GRU_WH_PLUS, GRU_WH_MINUS, GRU_OT = 4, 5, 6
+
+F_RANGE_HZ = ((20.0, 1000.0), (80.0, 10000.0), (1000.0, 20000.0))  # LS, PK, HS
+Q_RANGE = ((0.3, 2.0), (0.1, 10.0), (0.3, 2.0))
+
+
+def _xp(a):
+    return np if isinstance(a, np.ndarray) else __import__("torch")
+
+
+def _sigmoid(v, xp):
+    return 1.0 / (1.0 + xp.exp(-v))
+
+
+def normalise(knobs_panel, xp=np):
+    """Panel knobs (..., 5) in 0..10 -> controller inputs in [-1, 1], gain and master held (module doc)."""
+    c = knobs_panel / 5.0 - 1.0
+    keep = np.array([0.0, 1.0, 1.0, 1.0, 0.0])
+    held = np.array([RECORDED["gain"] / 5.0 - 1.0, 0.0, 0.0, 0.0, RECORDED["master"] / 5.0 - 1.0])
+    if xp is not np:
+        keep, held = xp.as_tensor(keep, dtype=c.dtype), xp.as_tensor(held, dtype=c.dtype)
+    return c * keep + held
+
+
+def controller(params: dict, name: str, c, xp):
+    """u in (0, 1): one stage's MLP 5 -> 32 -> 32 -> m (LeakyReLU 0.1, sigmoid) on its knobs.
+
+    Args:
+        params: the model's parameters (NumPy arrays or torch tensors) by name.
+        c: (..., 5) normalised knobs; the stage sees only its own (others zeroed).
+    Returns:
+        (..., m) controller outputs.
+    """
+    mask = np.array([float(k in CONTROLLERS[name][1]) for k in KNOBS])
+    v = c * (mask if xp is np else xp.as_tensor(mask, dtype=c.dtype))
+    for i in range(3):
+        v = v @ params[f"ctrl.{name}.{i}.w"].T + params[f"ctrl.{name}.{i}.b"]
+        if i < 2:
+            v = xp.maximum(v, 0.1 * v)
+    return _sigmoid(v, xp)
+
+
+def group_sos(u, sample_rate: float, gain_db=None):
+    """Low shelf, peak, high shelf from u (..., 9) = (f, G, Q) per filter -> (..., 3, 5).
+
+    f = f_lo (f_hi / f_lo)^u capped at 0.45 f_s, G_dB = -24 + 48 u, Q log-mapped (spec 7.2);
+    gain_db (..., 3) replaces the gains when given (the tone stack's monotone gains).
+    """
+    xp = _xp(u)
+    out = []
+    for i, kind in enumerate(biquad.GROUP):
+        (f_lo, f_hi), (q_lo, q_hi) = F_RANGE_HZ[i], Q_RANGE[i]
+        f_hz = f_lo * (f_hi / f_lo) ** u[..., 3 * i]
+        f_hz = xp.minimum(f_hz, 0.45 * sample_rate) if xp is np else f_hz.clamp(max=0.45 * sample_rate)
+        g_db = -24.0 + 48.0 * u[..., 3 * i + 1] if gain_db is None else gain_db[..., i]
+        q = q_lo * (q_hi / q_lo) ** u[..., 3 * i + 2]
+        out.append(biquad.rbj(kind, f_hz, g_db, q, sample_rate))
+    return xp.stack(out, -2)
+
+
+def gain_of(u):
+    """Scalar gain 10^((-40 + 80 u) / 20) for u in (0, 1)."""
+    return 10.0 ** ((-40.0 + 80.0 * u) / 20.0)
+
+
+def dsp_params(params: dict, knobs_panel, sample_rate: float):
+    """All biquads and gains of the amp for panel knobs.
+
+    Args:
+        params: model parameters by name (NumPy arrays or torch tensors).
+        knobs_panel: (..., 5) gain, bass, middle, treble, master in 0..10.
+        sample_rate: in Hz.
+    Returns:
+        sos (..., 45, 5) and gains (..., 16), laid out as the index constants above say.
+    """
+    xp = _xp(knobs_panel)
+    c = normalise(knobs_panel, xp)
+    u_pre, u_ts, u_pa, u_ot = (controller(params, n, c, xp) for n in CONTROLLERS)
+    sos, gains = [], []
+    for w in range(N_WH_PRE):
+        u = u_pre[..., 20 * w:20 * w + 20]
+        sos += [group_sos(u[..., 0:9], sample_rate), group_sos(u[..., 11:20], sample_rate)]
+        gains += [gain_of(u[..., 9]), gain_of(u[..., 10])]
+    # Tone stack: monotone gains from each filter's own knob (module doc).
+    knob_c = xp.stack([c[..., 1], c[..., 2], c[..., 3]], -1)
+    slope = xp.log1p(xp.exp(params["ts.gain_slope"]))  # softplus
+    sos.append(group_sos(u_ts, sample_rate, -24.0 + 48.0 * _sigmoid(params["ts.gain_offset"] + slope * knob_c, xp)))
+    # Power amp: M, F_nfb, G, then WH+ and WH-.
+    master = knobs_panel[..., 4] / 5.0
+    sos.append(group_sos(u_pa[..., 1:10], sample_rate))
+    gains += [gain_of(u_pa[..., 0]) * master * master, gain_of(u_pa[..., 10])]
+    for base in (11, 31):
+        u = u_pa[..., base:base + 20]
+        sos += [group_sos(u[..., 0:9], sample_rate), group_sos(u[..., 11:20], sample_rate)]
+        gains += [gain_of(u[..., 9]), gain_of(u[..., 10])]
+    # Output transformer.
+    sos.append(group_sos(u_ot[..., 1:10], sample_rate))
+    gains += [gain_of(u_ot[..., 0]), gain_of(u_ot[..., 10])]
+    # Gain knob: WH2's pre-gain (index 2), GAIN_DB_PER_STEP dB per step from the recorded 5.
+    drive = 10.0 ** (GAIN_DB_PER_STEP * (knobs_panel[..., 0] - RECORDED["gain"]) / 20.0)
+    gains[2] = gains[2] * drive
+    return xp.concatenate(sos, -2) if xp is np else xp.cat(sos, -2), xp.stack(gains, -1)
+
+
+def param_shapes() -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every trained parameter (the weights file holds exactly these)."""
+    shapes = {}
+    for name, (m, _) in CONTROLLERS.items():
+        for i, (n_in, n_out) in enumerate(((len(KNOBS), HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, m))):
+            shapes[f"ctrl.{name}.{i}.w"] = (n_out, n_in)
+            shapes[f"ctrl.{name}.{i}.b"] = (n_out,)
+    shapes["ts.gain_offset"] = (3,)
+    shapes["ts.gain_slope"] = (3,)
+    shapes["gru"] = (N_GRUS, gru1.N_PARAMS)
+    return shapes
+
+
+def init_params(seed: int = 0) -> dict[str, np.ndarray]:
+    """Initial parameters: controllers near u = 0.5 (0 dB, mid-range filters), GRU1 ~ tanh.
+
+    Hidden layers use PyTorch's default U(+-1/sqrt(fan_in)); the last layer is scaled by 0.1
+    so every stage starts near 0 dB (spec 7.2). Each GRU1 starts near n = tanh(x) with a
+    mostly open update gate (w_in = 1, b_iz = b_hz = -1, the rest U(+-0.1)).
+    """
+    rng = np.random.default_rng(seed)
+    p = {}
+    for name, shape in param_shapes().items():
+        if name.startswith("ctrl."):
+            fan_in = shape[-1] if len(shape) == 2 else p[name[:-1] + "w"].shape[1]
+            bound = 1.0 / math.sqrt(fan_in) * (0.1 if ".2." in name else 1.0)
+            p[name] = rng.uniform(-bound, bound, shape)
+    p["ts.gain_offset"] = np.zeros(3)
+    p["ts.gain_slope"] = np.zeros(3)  # softplus(0) = 0.69: +-8 dB over the knob at the start
+    g = rng.uniform(-0.1, 0.1, (N_GRUS, gru1.N_PARAMS))
+    g[:, 2] = 1.0
+    g[:, 7] = g[:, 10] = -1.0
+    p["gru"] = g
+    return p
+
+
+def count_params() -> int:
+    return int(sum(np.prod(s) for s in param_shapes().values()))
+
+
+def ops_per_sample() -> int:
+    """Flops per sample of the streaming twin (spec 7.4): 9 per TDF-II biquad, 109 per GRU1
+    (2 sigmoids and a tanh at 30 each, 19 other ops), 30 for the phase splitter's tanh,
+    1 per gain multiply and 2 for the inversion and push-pull difference."""
+    return N_BIQUADS * 9 + N_GRUS * 109 + 30 + N_GAINS + 2
+
+
+class DDSPAmp:
+    """Differentiable DDSP amp (torch): ``forward(x, knobs)`` for training.
+
+    Built lazily around ``torch.nn.Module`` so that importing this module needs no torch.
+    """
+
+    def __new__(cls, params: dict | None = None, sample_rate: float = 44100.0, n_fft: int = 16384):
+        import torch
+
+        class _DDSPAmp(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.sample_rate = float(sample_rate)
+                self.n_fft = n_fft
+                init = params if params is not None else init_params()
+                self.p = torch.nn.ParameterDict(
+                    {k.replace(".", "_"): torch.nn.Parameter(torch.as_tensor(np.asarray(init[k]), dtype=torch.float32))
+                     for k in param_shapes()})
+
+            def named(self) -> dict:
+                return {k: self.p[k.replace(".", "_")] for k in param_shapes()}
+
+            def numpy_params(self) -> dict[str, np.ndarray]:
+                return {k: v.detach().double().numpy().copy() for k, v in self.named().items()}
+
+            def forward(self, x, knobs):
+                """x (B, T) at sample_rate, knobs (B, 5) panel units -> (B, T); zero state, T <= n_fft/2."""
+                prm = {k: v.to(x.dtype) for k, v in self.named().items()}
+                sos, g = dsp_params(prm, knobs.to(x.dtype), self.sample_rate)
+                gru = prm["gru"]
+
+                def filt(v, i):
+                    return biquad.fft_filter(v, sos[:, i:i + 3], self.n_fft)
+
+                def wh(v, s, gi, k):
+                    v = filt(v, s) * g[:, gi, None]
+                    return filt(gru1.gru1(v, gru[k]) * g[:, gi + 1, None], s + 3)
+
+                h = x
+                for w in range(N_WH_PRE):
+                    h = wh(h, 6 * w, 2 * w, w)
+                h = filt(h, SOS_TS)
+                a = filt(h * g[:, G_M, None], SOS_NFB) * g[:, G_G, None]
+                a_plus = torch.tanh(a)
+                h = wh(a_plus, SOS_WH_PLUS, G_WH_PLUS, GRU_WH_PLUS) - wh(-a_plus, SOS_WH_MINUS, G_WH_MINUS, GRU_WH_MINUS)
+                h = gru1.gru1(h * g[:, G_OT, None], gru[GRU_OT])
+                return filt(h, SOS_OT) * g[:, G_OUT, None]
+
+        return _DDSPAmp()
