@@ -91,22 +91,32 @@ def controller(params: dict, name: str, c, xp):
     return _sigmoid(v, xp)
 
 
-def group_sos(u, sample_rate: float, gain_db=None):
-    """Low shelf, peak, high shelf from u (..., 9) = (f, G, Q) per filter -> (..., 3, 5).
+def group_design(u, sample_rate: float, gain_db=None):
+    """Frequencies, gains and Qs of a low shelf, peak and high shelf from u (..., 9) = (f, G, Q) each.
 
     f = f_lo (f_hi / f_lo)^u capped at 0.45 f_s, G_dB = -24 + 48 u, Q log-mapped (spec 7.2);
     gain_db (..., 3) replaces the gains when given (the tone stack's monotone gains).
+
+    Returns:
+        (..., 3, 3): per filter (f_hz, gain_db, q).
     """
     xp = _xp(u)
     out = []
-    for i, kind in enumerate(biquad.GROUP):
+    for i in range(3):
         (f_lo, f_hi), (q_lo, q_hi) = F_RANGE_HZ[i], Q_RANGE[i]
         f_hz = f_lo * (f_hi / f_lo) ** u[..., 3 * i]
         f_hz = xp.minimum(f_hz, 0.45 * sample_rate) if xp is np else f_hz.clamp(max=0.45 * sample_rate)
         g_db = -24.0 + 48.0 * u[..., 3 * i + 1] if gain_db is None else gain_db[..., i]
         q = q_lo * (q_hi / q_lo) ** u[..., 3 * i + 2]
-        out.append(biquad.rbj(kind, f_hz, g_db, q, sample_rate))
+        out.append(xp.stack([f_hz, g_db, q], -1))
     return xp.stack(out, -2)
+
+
+def design_sos(design, sample_rate: float):
+    """(..., n, 3) designs (f_hz, gain_db, q) of groups LS, PK, HS, ... -> (..., n, 5) biquads."""
+    xp = _xp(design)
+    return xp.stack([biquad.rbj(biquad.GROUP[i % 3], design[..., i, 0], design[..., i, 1], design[..., i, 2],
+                                sample_rate) for i in range(design.shape[-2])], -2)
 
 
 def gain_of(u):
@@ -115,7 +125,7 @@ def gain_of(u):
 
 
 def dsp_params(params: dict, knobs_panel, sample_rate: float):
-    """All biquads and gains of the amp for panel knobs.
+    """All biquads and gains of the amp for panel knobs (``dsp_design`` turned into coefficients).
 
     Args:
         params: model parameters by name (NumPy arrays or torch tensors).
@@ -124,33 +134,44 @@ def dsp_params(params: dict, knobs_panel, sample_rate: float):
     Returns:
         sos (..., 45, 5) and gains (..., 16), laid out as the index constants above say.
     """
+    design, gains = dsp_design(params, knobs_panel, sample_rate)
+    return design_sos(design, sample_rate), gains
+
+
+def dsp_design(params: dict, knobs_panel, sample_rate: float):
+    """Filter designs and gains of the amp for panel knobs.
+
+    Returns:
+        design (..., 45, 3) of (f_hz, gain_db, q) per biquad and gains (..., 16), laid out as the
+        index constants above say.
+    """
     xp = _xp(knobs_panel)
     c = normalise(knobs_panel, xp)
     u_pre, u_ts, u_pa, u_ot = (controller(params, n, c, xp) for n in CONTROLLERS)
-    sos, gains = [], []
+    design, gains = [], []
     for w in range(N_WH_PRE):
         u = u_pre[..., 20 * w:20 * w + 20]
-        sos += [group_sos(u[..., 0:9], sample_rate), group_sos(u[..., 11:20], sample_rate)]
+        design += [group_design(u[..., 0:9], sample_rate), group_design(u[..., 11:20], sample_rate)]
         gains += [gain_of(u[..., 9]), gain_of(u[..., 10])]
     # Tone stack: monotone gains from each filter's own knob (module doc).
     knob_c = xp.stack([c[..., 1], c[..., 2], c[..., 3]], -1)
     slope = xp.log1p(xp.exp(params["ts.gain_slope"]))  # softplus
-    sos.append(group_sos(u_ts, sample_rate, -24.0 + 48.0 * _sigmoid(params["ts.gain_offset"] + slope * knob_c, xp)))
+    design.append(group_design(u_ts, sample_rate, -24.0 + 48.0 * _sigmoid(params["ts.gain_offset"] + slope * knob_c, xp)))
     # Power amp: M, F_nfb, G, then WH+ and WH-.
     master = knobs_panel[..., 4] / 5.0
-    sos.append(group_sos(u_pa[..., 1:10], sample_rate))
+    design.append(group_design(u_pa[..., 1:10], sample_rate))
     gains += [gain_of(u_pa[..., 0]) * master * master, gain_of(u_pa[..., 10])]
     for base in (11, 31):
         u = u_pa[..., base:base + 20]
-        sos += [group_sos(u[..., 0:9], sample_rate), group_sos(u[..., 11:20], sample_rate)]
+        design += [group_design(u[..., 0:9], sample_rate), group_design(u[..., 11:20], sample_rate)]
         gains += [gain_of(u[..., 9]), gain_of(u[..., 10])]
     # Output transformer.
-    sos.append(group_sos(u_ot[..., 1:10], sample_rate))
+    design.append(group_design(u_ot[..., 1:10], sample_rate))
     gains += [gain_of(u_ot[..., 0]), gain_of(u_ot[..., 10])]
     # Gain knob: WH2's pre-gain (index 2), GAIN_DB_PER_STEP dB per step from the recorded 5.
     drive = 10.0 ** (GAIN_DB_PER_STEP * (knobs_panel[..., 0] - RECORDED["gain"]) / 20.0)
     gains[2] = gains[2] * drive
-    return xp.concatenate(sos, -2) if xp is np else xp.cat(sos, -2), xp.stack(gains, -1)
+    return xp.concatenate(design, -2) if xp is np else xp.cat(design, -2), xp.stack(gains, -1)
 
 
 def param_shapes() -> dict[str, tuple[int, ...]]:

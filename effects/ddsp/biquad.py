@@ -104,8 +104,8 @@ def sos_sample(x, sos, state, first, n):
 
     Args:
         x: input sample.
-        sos: (N, 5) float32 coefficients b0, b1, b2, a1, a2.
-        state: (N, 2) float32 TDF-II state.
+        sos: (N, 5) coefficients b0, b1, b2, a1, a2 (float64 in the amp: see ``stream``).
+        state: (N, 2) TDF-II state, same dtype as sos.
         first, n: index of the first biquad and how many to run in series.
     Returns:
         The output sample.
@@ -123,7 +123,7 @@ def sos_run(x, sos, state, out):
     """Run a block through all biquads of ``sos`` in series (TDF-II), in place on ``out``.
 
     Args:
-        x: (T,) float32 input; sos: (N, 5) float32; state: (N, 2) float32; out: (T,) float32.
+        x: (T,) float32 input; sos: (N, 5) and state: (N, 2), float32 or float64; out: (T,) float32.
     """
     n = sos.shape[0]
     for t in range(x.shape[0]):

@@ -1,4 +1,4 @@
-"""The DDSP amp's streaming twin: exact IIR biquads and float32 GRU1s in one numba kernel.
+"""The DDSP amp's streaming twin: exact IIR biquads (float64 state) and float32 GRU1s in one numba kernel.
 
 ``AmpStream.configure`` turns knob values into coefficients with ``amp.dsp_params`` (the code
 the torch model trains through) and ``amp_run`` runs the whole signal path sample by sample with
@@ -32,7 +32,7 @@ def amp_run(x, sos, z, gains, gru, h, out):
 
     Args:
         x: (T,) float32 input; out: (T,) float32 output (may alias x).
-        sos: (45, 5) float32 biquads; z: (45, 2) float32 TDF-II state.
+        sos: (45, 5) float64 biquads; z: (45, 2) float64 TDF-II state.
         gains: (16,) float32 linear gains; gru: (7, 12) float32 GRU1 parameters;
         h: (7,) float32 GRU1 states.
     """
@@ -66,10 +66,12 @@ class AmpStream:
     def __init__(self, params: dict[str, np.ndarray], sample_rate: float):
         self.params = {k: np.asarray(v, np.float64) for k, v in params.items()}
         self.sample_rate = float(sample_rate)
-        self.sos = np.zeros((amp.N_BIQUADS, 5), np.float32)
+        # Biquads keep float64 coefficients and state: in float32 the shelves near 20 Hz drift by
+        # ~1e-4 from the exact response (samples in and out stay float32).
+        self.sos = np.zeros((amp.N_BIQUADS, 5), np.float64)
         self.gains = np.zeros(amp.N_GAINS, np.float32)
         self.gru = np.ascontiguousarray(self.params["gru"], np.float32)
-        self.z = np.zeros((amp.N_BIQUADS, 2), np.float32)
+        self.z = np.zeros((amp.N_BIQUADS, 2), np.float64)
         self.h = np.zeros(amp.N_GRUS, np.float32)
         self.configure(np.array([5.0, 5.0, 5.0, 5.0, 5.0]))
 

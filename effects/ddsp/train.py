@@ -4,7 +4,7 @@ Holds out B3_M7_T1 and B0_M0_T10 entirely (unseen tone settings) and file 8 of t
 recorded six times (unseen clips of seen settings); trains on random 8,192-sample segments of the
 other 11 clips (spec 7.6), loss = ESR + MAE + MR-STFT (FFT 128/512/2048, auraloss-style, all on
 pre-emphasised signals) with the first 1,000 samples of each segment left out of the loss while
-the zero-initialised state warms up. Adam, ReduceLROnPlateau(0.5, patience 4) on the epoch's
+the zero-initialised state warms up. Adam, ReduceLROnPlateau(0.5, ``--patience``) on the epoch's
 training loss, gradient clipping at 3. A checkpoint is written every epoch (``--resume`` goes
 on from it) and the run stops at ``--minutes``. Finally the streaming twin (exact IIR) is run
 over every whole clip and the metrics of ``metrics`` are written next to the weights.
@@ -98,7 +98,7 @@ def evaluate(params: dict, clips, sample_rate: float) -> dict:
 
 
 # ---- training (torch) ----
-def _losses(torch):
+def _losses(torch, stft_weight: float):
     n_fft = 16384
     k = torch.arange(n_fft // 2 + 1, dtype=torch.float64) * (2 * math.pi / n_fft)
     z1 = torch.exp(-1j * k)
@@ -117,7 +117,7 @@ def _losses(torch):
             Y = torch.stft(y, n, n // 4, window=w, return_complex=True).abs().clamp_min(1e-4)
             Yh = torch.stft(y_hat, n, n // 4, window=w, return_complex=True).abs().clamp_min(1e-4)
             stft = stft + (Y - Yh).norm() / Y.norm() + (Y.log() - Yh.log()).abs().mean()
-        return esr + mae + stft / len(windows), esr
+        return esr + mae + stft_weight * stft / len(windows), esr
     return loss
 
 
@@ -138,7 +138,7 @@ def train(args) -> None:
     train_clips = [c for c in clips if c[0] not in HOLDOUT]
     model = amp.DDSPAmp(amp.init_params(args.seed), sample_rate)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=4)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=args.patience)
     ckpt = pathlib.Path(args.checkpoint)
     epoch, elapsed, history = 0, 0.0, []
     if args.resume and ckpt.is_file():
@@ -149,7 +149,7 @@ def train(args) -> None:
         epoch, elapsed, history = state["epoch"], state["elapsed_s"], state["history"]
         rng = np.random.default_rng(args.seed + epoch)
         print(f"resumed at epoch {epoch} after {elapsed / 60:.1f} min", flush=True)
-    loss_fn = _losses(torch)
+    loss_fn = _losses(torch, args.stft_weight)
     seg = args.segment
     per_clip = max(1, len(train_clips[0][2]) // seg)
     log = open(args.log, "a") if args.log else None
@@ -215,6 +215,8 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--segment", type=int, default=8192, help="segment length in samples")
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--stft-weight", type=float, default=1.0, help="weight of the MR-STFT loss term")
+    ap.add_argument("--patience", type=int, default=4, help="epochs without improvement before halving the LR")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     train(ap.parse_args(argv))

@@ -1,0 +1,126 @@
+"""DDSP stages: biquad design by hand, frequency sampling vs IIR, GRU1 gradients, and the two twins."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from effects.ddsp import amp, biquad, gru1, stream
+
+FS = 48000.0
+
+
+@pytest.mark.parametrize("xp", [np, torch])
+def test_biquad_gains_at_their_design_frequencies(xp):
+    """RBJ: a peak's gain at f0, a low shelf's at DC and a high shelf's at Nyquist is G_dB exactly.
+
+    Peak at w0 (multiply num and den by e^{jw0}): num = (1 + aA)e^{jw} - 2cos w + (1 - aA)e^{-jw}
+    = 2j aA sin w, den = 2j (a/A) sin w, so |H| = A^2 = 10^(G/20): +6 dB -> 1.99526.
+    Low shelf at z = 1: num = A[2(A+1) - 2(A-1)] + 2A[(A-1) - (A+1)] = 4A - 4A... per the table,
+    b0 + b1 + b2 = A[2(A+1) - 2(A-1)c] + 2A[(A-1) - (A+1)c] at c = 1 -> 4A, a-sum -> 4/A, so A^2.
+    """
+    arr = (lambda v: np.array(v)) if xp is np else (lambda v: torch.tensor(v, dtype=torch.float64))
+    f0, g_db, q = arr([1000.0]), arr([6.0]), arr([0.7])
+    w0 = 2 * math.pi * 1000.0 / FS
+    expected = 10 ** (6.0 / 20)  # 1.99526
+    for kind, w in ((biquad.PEAK, w0), (biquad.LOW_SHELF, 0.0), (biquad.HIGH_SHELF, math.pi)):
+        sos = biquad.rbj(kind, f0, g_db, q, FS)
+        h = biquad.response(sos[:, None, :], arr([w]) if xp is torch else np.array([w]))
+        assert abs(abs(complex(h[0, 0])) - expected) < 1e-9, biquad.KINDS[kind]
+
+
+def test_shelf_is_unity_at_the_other_end_and_half_gain_at_its_corner():
+    """A low shelf of +12 dB: 0 dB at Nyquist (the shelf ends), +6 dB (half the dB) at f0 (RBJ's midpoint)."""
+    sos = biquad.rbj(biquad.LOW_SHELF, np.array([300.0]), np.array([12.0]), np.array([0.707]), FS)
+    h = biquad.response(sos[:, None, :], np.array([math.pi, 2 * math.pi * 300 / FS]))[0]
+    assert abs(20 * np.log10(abs(h[0]))) < 1e-9
+    assert abs(20 * np.log10(abs(h[1])) - 6.0) < 1e-6
+
+
+def test_frequency_sampling_and_the_streaming_kernel_match_the_exact_iir():
+    """Training (frequency sampling, float64) to 1e-6 and the float32 TDF-II kernel to 1e-4 of scipy's IIR."""
+    from scipy.signal import sosfilt
+    rng = np.random.default_rng(0)
+    design = np.array([[150.0, 9.0, 0.7], [900.0, -6.0, 2.0], [5000.0, 4.0, 0.5]])
+    sos = amp.design_sos(design, FS)
+    x = rng.standard_normal(4096).astype(np.float32)
+    y_iir = np.zeros_like(x)
+    biquad.sos_run(x, sos.astype(np.float32), np.zeros((3, 2), np.float32), y_iir)
+    y_fft = biquad.fft_filter(torch.from_numpy(x[None]).double(), torch.from_numpy(sos[None]), 16384)[0].numpy()
+    exact = sosfilt(np.concatenate([sos[:, :3], np.ones((3, 1)), sos[:, 3:]], 1), x.astype(np.float64))
+    np.testing.assert_allclose(y_fft, exact, atol=1e-6)
+    np.testing.assert_allclose(y_iir, exact, atol=1e-4)
+
+
+def test_gru1_gradients_match_finite_differences():
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.standard_normal((2, 24)), requires_grad=True)
+    p = torch.tensor(rng.uniform(-1.5, 1.5, gru1.N_PARAMS), requires_grad=True)
+    h0 = torch.tensor([0.3, -0.2], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gru1.gru1, (x, p, h0), eps=1e-6, atol=1e-6)
+
+
+def test_gru1_forward_is_the_torch_gru():
+    rng = np.random.default_rng(2)
+    p = rng.uniform(-1, 1, gru1.N_PARAMS)
+    ref = torch.nn.GRU(1, 1, batch_first=True).double()
+    with torch.no_grad():
+        ref.weight_ih_l0[:] = torch.tensor(p[0:3, None])
+        ref.weight_hh_l0[:] = torch.tensor(p[3:6, None])
+        ref.bias_ih_l0[:] = torch.tensor(p[6:9])
+        ref.bias_hh_l0[:] = torch.tensor(p[9:12])
+    x = torch.tensor(rng.standard_normal((3, 100)))
+    expected = ref(x[..., None])[0][..., 0]
+    np.testing.assert_allclose(gru1.gru1(x, torch.tensor(p)).numpy(), expected.detach().numpy(), atol=1e-12)
+
+
+def _twins(params, knobs, n=3000, seed=3):
+    x = (0.3 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
+    model = amp.DDSPAmp(params, 44100.0).double()
+    with torch.no_grad():
+        y_train = model(torch.from_numpy(x[None]).double(), torch.tensor(knobs[None], dtype=torch.float64))[0].numpy()
+    s = stream.AmpStream(params, 44100.0)
+    s.configure(knobs)
+    y_stream = np.empty_like(x)
+    s.run(x, y_stream)
+    return y_train, y_stream
+
+
+@pytest.mark.parametrize("knobs", [[5, 5, 5, 5, 5], [9, 0, 10, 2, 7], [1, 10, 3, 8, 3]])
+def test_training_and_streaming_twins_agree(knobs):
+    params = amp.init_params(4)
+    params["ts.gain_slope"] = np.array([1.0, -0.5, 0.3])
+    y_train, y_stream = _twins(params, np.array(knobs, np.float64))
+    assert np.abs(y_stream).max() > 0.01  # the signal gets through
+    np.testing.assert_allclose(y_stream, y_train, atol=1e-4)
+
+
+def test_counts_match_the_spec():
+    """4 MLPs of 1,248 + 33m params (m = 80 + 9 + 51 + 11 = 151) + 7 GRU1 x 12 + 6 tone gains = 10,065.
+    Ops: 45 biquads x 9 + 7 GRU1 x 109 + 30 (phase splitter) + 16 gains + 2 = 1,216."""
+    assert amp.count_params() == 4 * 1248 + 33 * 151 + 84 + 6 == 10065
+    assert amp.ops_per_sample() == 45 * 9 + 7 * 109 + 30 + 16 + 2 == 1216
+
+
+def test_training_script_runs_resumes_and_writes_a_loadable_weights_file(tmp_path):
+    import soundfile as sf
+    from effects.ddsp import train
+    rng = np.random.default_rng(5)
+    clips = []
+    for i, knobs in enumerate(({"gain": 5, "bass": 2, "middle": 5, "treble": 8},
+                               {"gain": 5, "bass": 8, "middle": 5, "treble": 2})):
+        x = (0.3 * rng.standard_normal(9000)).astype(np.float32)
+        sf.write(tmp_path / f"c{i}_input.wav", x, 44100, subtype="FLOAT")
+        sf.write(tmp_path / f"c{i}_target.wav", np.tanh(3 * x) * 0.5, 44100, subtype="FLOAT")
+        clips.append({"input": f"c{i}_input.wav", "target": f"c{i}_target.wav", "sample_rate": 44100, "knobs": knobs})
+    (tmp_path / "clips.json").write_text(json.dumps({"clips": clips}))
+    args = ["--data", str(tmp_path), "--out", str(tmp_path / "w.npz"), "--checkpoint", str(tmp_path / "c.pt"),
+            "--segment", "4096", "--batch", "2", "--epochs", "1"]
+    train.main(args)
+    train.main(args[:-1] + ["2", "--resume"])
+    history = json.loads((tmp_path / "w.metrics.json").read_text())["history"]
+    assert [h["epoch"] for h in history] == [1, 2]
+    params, sample_rate, meta = stream.load(tmp_path / "w.npz")
+    assert sample_rate == 44100 and meta["epochs"] == 2
+    assert not np.allclose(params["gru"], amp.init_params(0)["gru"])  # training moved the weights
