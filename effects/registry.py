@@ -6,7 +6,8 @@ from effects.pedal import Pedal
 
 def _pedal_classes() -> dict[str, type[Pedal]]:
     from effects.od3 import OD3
-    return {cls.name: cls for cls in (OD3,)}
+    from effects.jvm import JVM
+    return {cls.name: cls for cls in (OD3, JVM)}
 
 
 def list_pedals() -> list[type[Pedal]]:

@@ -98,9 +98,9 @@ def test_training_and_streaming_twins_agree(knobs):
 
 def test_counts_match_the_spec():
     """4 MLPs of 1,248 + 33m params (m = 80 + 9 + 51 + 11 = 151) + 7 GRU1 x 12 + 6 tone gains = 10,065.
-    Ops: 45 biquads x 9 + 7 GRU1 x 109 + 30 (phase splitter) + 16 gains + 2 = 1,216."""
+    Ops: 45 biquads x 9 + 7 GRU1 x 109 + 30 (phase splitter) + 16 gains + 2 + 3 (DC blocker) = 1,219."""
     assert amp.count_params() == 4 * 1248 + 33 * 151 + 84 + 6 == 10065
-    assert amp.ops_per_sample() == 45 * 9 + 7 * 109 + 30 + 16 + 2 == 1216
+    assert amp.ops_per_sample() == 45 * 9 + 7 * 109 + 30 + 16 + 2 + 3 == 1219
 
 
 def test_training_script_runs_resumes_and_writes_a_loadable_weights_file(tmp_path):

@@ -2,7 +2,8 @@
 
 Signal path (``STAGES`` lays out every biquad, gain and GRU1 by index):
 preamp WH1..WH4 -> tone stack F_TS -> power amp (M, F_nfb, G, phase splitter tanh(+-a),
-WH+ and WH-, push-pull difference) -> output transformer (g_ot, GRU1, F_OT, g_out), where
+WH+ and WH-, push-pull difference) -> output transformer (g_ot, GRU1, F_OT, g_out, and [ours]
+a fixed 10 Hz DC blocker, since the GRU1 biases would otherwise leave a DC offset), where
 WH(x) = H2(g_post * GRU1(g_pre * H1(x))) and every filter group is low shelf, peak, high shelf.
 
 ``dsp_params`` maps knobs to all coefficients with array-namespace-agnostic code: the torch model
@@ -34,6 +35,7 @@ from effects.ddsp import biquad, gru1
 KNOBS = ("gain", "bass", "middle", "treble", "master")
 RECORDED = {"gain": 5.0, "master": 5.0}  # settings the controllers are held at (see module doc)
 GAIN_DB_PER_STEP = 3.0  # gain knob: +-15 dB at WH2's pre-gain over 0..10
+DC_BLOCK_HZ = 10.0  # [ours] the output transformer passes no DC: (1 - z^-1) / (1 - R z^-1) at the output
 HIDDEN = 32
 N_WH_PRE = 4
 
@@ -117,6 +119,11 @@ def design_sos(design, sample_rate: float):
     xp = _xp(design)
     return xp.stack([biquad.rbj(biquad.GROUP[i % 3], design[..., i, 0], design[..., i, 1], design[..., i, 2],
                                 sample_rate) for i in range(design.shape[-2])], -2)
+
+
+def dc_block_pole(sample_rate: float) -> float:
+    """Pole R = exp(-2 pi f_c / f_s) of the output DC blocker (1 - z^-1) / (1 - R z^-1)."""
+    return math.exp(-2.0 * math.pi * DC_BLOCK_HZ / sample_rate)
 
 
 def gain_of(u):
@@ -217,8 +224,8 @@ def count_params() -> int:
 def ops_per_sample() -> int:
     """Flops per sample of the streaming twin (spec 7.4): 9 per TDF-II biquad, 109 per GRU1
     (2 sigmoids and a tanh at 30 each, 19 other ops), 30 for the phase splitter's tanh,
-    1 per gain multiply and 2 for the inversion and push-pull difference."""
-    return N_BIQUADS * 9 + N_GRUS * 109 + 30 + N_GAINS + 2
+    1 per gain multiply, 2 for the inversion and push-pull difference, 3 for the DC blocker."""
+    return N_BIQUADS * 9 + N_GRUS * 109 + 30 + N_GAINS + 2 + 3
 
 
 class DDSPAmp:
@@ -251,6 +258,8 @@ class DDSPAmp:
                 prm = {k: v.to(x.dtype) for k, v in self.named().items()}
                 sos, g = dsp_params(prm, knobs.to(x.dtype), self.sample_rate)
                 gru = prm["gru"]
+                r = dc_block_pole(self.sample_rate)
+                dc_sos = torch.tensor([[[1.0, -1.0, 0.0, -r, 0.0]]], dtype=x.dtype)
 
                 def filt(v, i):
                     return biquad.fft_filter(v, sos[:, i:i + 3], self.n_fft)
@@ -267,6 +276,7 @@ class DDSPAmp:
                 a_plus = torch.tanh(a)
                 h = wh(a_plus, SOS_WH_PLUS, G_WH_PLUS, GRU_WH_PLUS) - wh(-a_plus, SOS_WH_MINUS, G_WH_MINUS, GRU_WH_MINUS)
                 h = gru1.gru1(h * g[:, G_OT, None], gru[GRU_OT])
-                return filt(h, SOS_OT) * g[:, G_OUT, None]
+                h = filt(h, SOS_OT) * g[:, G_OUT, None]
+                return biquad.fft_filter(h, dc_sos.expand(h.shape[0], 1, 5), self.n_fft)
 
         return _DDSPAmp()

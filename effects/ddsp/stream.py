@@ -27,7 +27,7 @@ FORMAT = "knobnet-ddsp-amp-1"
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def amp_run(x, sos, z, gains, gru, h, out):
+def amp_run(x, sos, z, gains, gru, h, dc, dc_pole, out):
     """Run the amp over one block (layout in ``effects.ddsp.amp``).
 
     Args:
@@ -35,6 +35,7 @@ def amp_run(x, sos, z, gains, gru, h, out):
         sos: (45, 5) float64 biquads; z: (45, 2) float64 TDF-II state.
         gains: (16,) float32 linear gains; gru: (7, 12) float32 GRU1 parameters;
         h: (7,) float32 GRU1 states.
+        dc: (2,) float64 DC-blocker state (last input, last output); dc_pole: its pole R.
     """
     for t in range(x.shape[0]):
         v = x[t]
@@ -52,7 +53,11 @@ def amp_run(x, sos, z, gains, gru, h, out):
         h[5] = gru1_sample(m, gru, 5, h[5])
         m = sos_sample(h[5] * gains[13], sos, z, 39, 3)
         h[6] = gru1_sample((p - m) * gains[14], gru, 6, h[6])
-        out[t] = sos_sample(h[6], sos, z, 42, 3) * gains[15]
+        v = sos_sample(h[6], sos, z, 42, 3) * gains[15]
+        y = v - dc[0] + dc_pole * dc[1]
+        dc[0] = v
+        dc[1] = y
+        out[t] = y
 
 
 class AmpStream:
@@ -73,6 +78,8 @@ class AmpStream:
         self.gru = np.ascontiguousarray(self.params["gru"], np.float32)
         self.z = np.zeros((amp.N_BIQUADS, 2), np.float64)
         self.h = np.zeros(amp.N_GRUS, np.float32)
+        self.dc = np.zeros(2, np.float64)
+        self.dc_pole = amp.dc_block_pole(self.sample_rate)
         self.configure(np.array([5.0, 5.0, 5.0, 5.0, 5.0]))
 
     def configure(self, knobs_panel: np.ndarray) -> None:
@@ -82,11 +89,12 @@ class AmpStream:
         self.gains[:] = gains
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
-        amp_run(x, self.sos, self.z, self.gains, self.gru, self.h, out)
+        amp_run(x, self.sos, self.z, self.gains, self.gru, self.h, self.dc, self.dc_pole, out)
 
     def reset(self) -> None:
         self.z[:] = 0.0
         self.h[:] = 0.0
+        self.dc[:] = 0.0
 
     # ---- files (GUI/CLI or training thread) ----
     def save(self, path, meta: dict | None = None) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from effects.ddsp import amp
 from effects.ddsp.stream import AmpStream, save
 from effects.modelfile import RESOURCES_DIR, shared_path
+from effects.progress import Progress
 
 DATA_DIR = shared_path("data", "jvm410h")
 HOLDOUT = ("B3_M7_T1_G5_file_7", "B0_M0_T10_G5_file_7", "B10_M0_T0_G5_file_8", "B1_M3_T7_G5_file_8")
@@ -121,13 +122,6 @@ def _losses(torch, stft_weight: float):
     return loss
 
 
-def progress(done: int, total: int, text: str) -> None:
-    width = 30
-    fill = int(width * done / max(total, 1))
-    sys.stderr.write(f"\r[{'#' * fill}{'.' * (width - fill)}] {text}")
-    sys.stderr.flush()
-
-
 def train(args) -> None:
     import torch
     torch.set_num_threads(args.threads)
@@ -160,25 +154,25 @@ def train(args) -> None:
         order = rng.permutation(len(items))
         n_batches = math.ceil(len(items) / args.batch)
         total, total_esr = 0.0, 0.0
-        for b in range(n_batches):
-            pick = [items[i] for i in order[b * args.batch:(b + 1) * args.batch]]
-            x = torch.from_numpy(np.stack([train_clips[ci][2][s:s + seg] for ci, s in pick]))
-            y = torch.from_numpy(np.stack([train_clips[ci][3][s:s + seg] for ci, s in pick]))
-            knobs = torch.from_numpy(np.stack([train_clips[ci][1] for ci, _ in pick])).float()
-            loss, esr = loss_fn(model(x, knobs), y)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
-            opt.step()
-            total += loss.item()
-            total_esr += esr.item()
-            progress(b + 1, n_batches, f"epoch {epoch + 1} batch {b + 1}/{n_batches} loss {total / (b + 1):.4f} "
-                                       f"esr {total_esr / (b + 1):.4f} {(time.time() - t_start) / 60:.1f} min")
+        with Progress(n_batches, f"epoch {epoch + 1}", "batches") as bar:
+            for b in range(n_batches):
+                pick = [items[i] for i in order[b * args.batch:(b + 1) * args.batch]]
+                x = torch.from_numpy(np.stack([train_clips[ci][2][s:s + seg] for ci, s in pick]))
+                y = torch.from_numpy(np.stack([train_clips[ci][3][s:s + seg] for ci, s in pick]))
+                knobs = torch.from_numpy(np.stack([train_clips[ci][1] for ci, _ in pick])).float()
+                loss, esr = loss_fn(model(x, knobs), y)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 3.0)
+                opt.step()
+                total += loss.item()
+                total_esr += esr.item()
+                bar.update(b + 1, extra=f"loss {total / (b + 1):.4f} esr {total_esr / (b + 1):.4f} "
+                                        f"{(time.time() - t_start) / 60:.1f} min")
         epoch += 1
         sched.step(total / n_batches)
         history.append({"epoch": epoch, "loss": total / n_batches, "esr_pre": total_esr / n_batches,
                         "lr": opt.param_groups[0]["lr"], "minutes": (time.time() - t_start) / 60})
-        sys.stderr.write("\n")
         line = json.dumps(history[-1])
         print(line, flush=True)
         if log:

@@ -1,0 +1,143 @@
+"""JVM 410H pedal: shipped weights, bad files, the constructed gain and master knobs, inspection, accuracy."""
+import json
+
+import numpy as np
+import pytest
+
+from effects import ModelFileError, load_pedal
+from effects.ddsp import amp, stream
+from effects.jvm import DEFAULT_WEIGHTS, JVM
+from tests.conftest import requires_shared
+
+FS = 44100
+
+
+def sine(freq_hz, amplitude, seconds=0.5):
+    t = np.arange(int(FS * seconds)) / FS
+    return (amplitude * np.sin(2 * np.pi * freq_hz * t)).astype(np.float32)
+
+
+def harmonics(y, freq_hz):
+    """Amplitudes of harmonics 1..10 of freq_hz in y (a whole number of periods, Hann window)."""
+    w = np.hanning(y.size)
+    spec = np.abs(np.fft.rfft(y * w))
+    bins = (np.arange(1, 11) * freq_hz * y.size / FS).round().astype(int)
+    return np.array([spec[b - 2:b + 3].max() for b in bins])
+
+
+def settled(pedal, x):
+    """Output over the second half of x (the first half lets state and knob ramps settle)."""
+    return pedal.process(x)[x.size // 2:]
+
+
+def test_default_weights_ship_in_resources_and_are_small():
+    assert DEFAULT_WEIGHTS.is_file()
+    assert DEFAULT_WEIGHTS.stat().st_size < 200_000
+    pedal = load_pedal("jvm")
+    assert pedal.sample_rate == FS
+    assert [k.name for k in pedal.knobs] == ["gain", "bass", "middle", "treble", "master"]
+    info = pedal.info()
+    assert info["params"] == 10065 and info["ops_per_sample"] <= 1500
+
+
+def test_a_given_model_path_is_used(tmp_path):
+    params, rate, meta = stream.load(DEFAULT_WEIGHTS)
+    params["gru"] = params["gru"] * 0.5
+    stream.save(tmp_path / "half.npz", params, rate, meta)
+    x = sine(220, 0.3, 0.1)
+    assert not np.allclose(load_pedal("jvm", model_path=tmp_path / "half.npz").process(x), load_pedal("jvm").process(x))
+
+
+def test_bad_model_files_raise_one_line_model_file_errors(tmp_path):
+    params, rate, meta = stream.load(DEFAULT_WEIGHTS)
+    (tmp_path / "text.npz").write_text("not an archive")
+    np.savez(tmp_path / "other.npz", weights=np.zeros(3))
+    bad_shape = dict(params, gru=np.zeros((6, 12)))
+    with open(tmp_path / "shape.npz", "wb") as f:
+        np.savez(f, format=np.array(stream.FORMAT), meta=np.array(json.dumps({"sample_rate": rate})), **bad_shape)
+    stream.save(tmp_path / "48k.npz", params, 48000.0)
+    cases = {"missing.npz": "not found", "text.npz": "not a knobnet DDSP amp", "other.npz": "format tag",
+             "shape.npz": "gru has shape", "48k.npz": "trained at 48000"}
+    for name, message in cases.items():
+        with pytest.raises(ModelFileError, match=message) as exc:
+            JVM(model_path=tmp_path / name)
+        assert "\n" not in str(exc.value)
+
+
+def test_more_gain_gives_more_harmonic_distortion_and_more_compression():
+    """THD of a 220 Hz sine rises with gain, and a +12 dB louder input (0.005 -> 0.02 peak, a softly
+    picked string) comes out less than +12 dB louder, the less the higher the gain (the gain knob
+    drives WH2's pre-gain: -15 dB at 0, +15 dB at 10)."""
+    thd, growth_db = [], []
+    for gain in (0.0, 2.5, 5.0, 7.5, 10.0):
+        pedal = load_pedal("jvm", gain=gain)
+        h = harmonics(settled(pedal, sine(220.5, 0.05, 1.0)), 220.5)
+        thd.append(np.sqrt((h[1:] ** 2).sum()) / h[0])
+        levels = []
+        for amplitude in (0.005, 0.02):
+            pedal.reset()
+            levels.append(np.std(settled(pedal, sine(220.5, amplitude, 0.4))))
+        growth_db.append(20 * np.log10(levels[1] / levels[0]))
+    assert np.all(np.diff(thd) > 0), thd
+    assert np.all(np.diff(growth_db) < 0), growth_db
+    assert growth_db[-1] < 12.0 - 6.0  # at full gain at least 6 dB of compression
+
+
+def test_master_scales_the_power_amp_input_from_silence():
+    x = sine(220.5, 0.2, 0.4)
+    rms = [np.std(settled(load_pedal("jvm", master=m), x)) for m in (0.0, 2.0, 5.0, 10.0)]
+    assert rms[0] < 1e-6
+    assert rms[1] < rms[2] < rms[3]
+
+
+def _band_db(stage, lo_hz, hi_hz):
+    band = (stage.freqs_hz >= lo_hz) & (stage.freqs_hz <= hi_hz)
+    return stage.magnitude_db[band].mean()
+
+
+def test_tone_stack_responds_to_bass_middle_and_treble_in_the_right_direction():
+    pedal = load_pedal("jvm")
+
+    def tone(**knobs):
+        return next(s for s in pedal.stages(knobs) if s.name == "tone stack")
+    for knob, (lo, hi) in {"bass": (40, 150), "treble": (4000, 10000)}.items():
+        assert _band_db(tone(**{knob: 10}), lo, hi) > _band_db(tone(**{knob: 5}), lo, hi) + 1.0 > \
+            _band_db(tone(**{knob: 0}), lo, hi) + 2.0, knob
+    for m0, m1 in ((0, 5), (5, 10)):
+        f_pk = tone(middle=m1).filters[1].f_hz
+        assert _band_db(tone(middle=m1), f_pk / 1.5, f_pk * 1.5) > _band_db(tone(middle=m0), f_pk / 1.5, f_pk * 1.5) + 1.0
+
+
+def test_inspection_curves_are_complete_and_leave_the_audio_state_alone():
+    pedal = load_pedal("jvm")
+    x = sine(220.5, 0.3, 0.1)
+    pedal.process(x)
+    before = (pedal.amp.z.copy(), pedal.amp.h.copy(), pedal.amp.sos.copy())
+    stages = pedal.stages({"gain": 8, "treble": 2}, loop_hz=200.0)
+    assert [s.name for s in stages] == ["preamp WH1", "preamp WH2", "preamp WH3", "preamp WH4", "tone stack",
+                                        "power amp", "output transformer"]
+    assert sum(len(s.filters) for s in stages) == amp.N_BIQUADS
+    assert sum(len(s.nonlinearities) for s in stages) == amp.N_GRUS + 1  # + the phase splitter's tanh
+    for s in stages:
+        assert s.magnitude_db.shape == s.phase_rad.shape == s.freqs_hz.shape and np.all(np.isfinite(s.magnitude_db))
+    # Inspecting at other knobs changed nothing the audio thread uses.
+    for a, b in zip(before, (pedal.amp.z, pedal.amp.h, pedal.amp.sos)):
+        np.testing.assert_array_equal(a, b)
+    # The WH1 GRU1 has memory: its loop encloses area (a memoryless curve would trace a line).
+    nl = stages[0].nonlinearities[0]
+    assert nl.loop_in.size == round(FS / 200.0)
+    area = 0.5 * abs(np.sum(nl.loop_in * np.roll(nl.loop_out, -1) - np.roll(nl.loop_in, -1) * nl.loop_out))
+    assert area > 1e-4
+    # WH2's pre-gain follows the gain knob: 3 dB per step, so gain 8 is +9 dB over gain 5.
+    g8, g5 = stages[1].gains_db["pre"], pedal.stages({"gain": 5, "treble": 2})[1].gains_db["pre"]
+    assert abs(g8 - g5 - 9.0) < 1e-9
+
+
+@requires_shared
+def test_held_out_clips_stay_as_accurate_as_the_model_card_says():
+    from effects.ddsp import train
+    card = json.loads(DEFAULT_WEIGHTS.with_suffix(".metrics.json").read_text())["clips"]
+    params, rate, _ = stream.load(DEFAULT_WEIGHTS)
+    clips = [c for c in train.load_clips() if c[0] in ("B3_M7_T1_G5_file_7", "B10_M0_T0_G5_file_8")]
+    for name, m in train.evaluate(params, clips, rate).items():
+        assert m["esr_pre"] == pytest.approx(card[name]["esr_pre"], rel=1e-3), name
