@@ -65,3 +65,41 @@ def require_keys(state: dict, shapes: dict[str, tuple], what: str, path) -> None
         if tuple(state[k].shape) != tuple(shape):
             raise ModelFileError(f"{pathlib.Path(path).name}: {k} has shape {tuple(state[k].shape)}, "
                                  f"a {what} needs {tuple(shape)}")
+
+
+def save_npz_model(path, model_format: str, arrays: dict, meta: dict) -> None:
+    """Write a knobnet weights file: float32 arrays, a ``format`` tag and JSON ``meta``.
+
+    Written beside the target and renamed, so an interrupted save never leaves half a file.
+    """
+    import json
+    import os
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, format=np.array(model_format), meta=np.array(json.dumps(meta)),
+                            **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
+    os.replace(tmp, path)
+
+
+def load_npz_model(path, model_format: str, what: str) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a knobnet weights file of the given format; ModelFileError (one line) for anything else."""
+    import json
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path.name} is not a knobnet {what} weights file (expected an .npz archive)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+        meta = json.loads(str(data.pop("meta")))
+        tag = str(data.pop("format"))
+    except Exception as exc:
+        raise ModelFileError(f"{path.name} is not a knobnet {what} weights file ({type(exc).__name__})") from None
+    if tag != model_format:
+        raise ModelFileError(f"{path.name} is a '{tag}' file, not a knobnet {what} weights file")
+    for k, v in data.items():
+        if not np.all(np.isfinite(v)):
+            raise ModelFileError(f"{path.name}: {k} holds NaN or infinite values")
+    return {k: v.astype(np.float64) for k, v in data.items()}, meta

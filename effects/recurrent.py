@@ -114,3 +114,122 @@ class StaticHyperGRU:
         macs = 3 * h + h * 3 * h + h  # input, recurrent, read-out
         elementwise = 3 * h * 3 + h * 4  # bias adds, gate products
         return 2 * macs + elementwise + 30 * 3 * h
+
+
+def _leaky_mlp(layers, c, bufs):
+    """[Linear -> LeakyReLU(0.1)] x n into preallocated buffers; returns the last buffer."""
+    e = np.asarray(c, np.float32)
+    for (w, b), buf in zip(layers, bufs):
+        np.dot(w, e, out=buf)
+        buf += b
+        np.maximum(buf, np.float32(0.1) * buf, out=buf)
+        e = buf
+    return e
+
+
+class ConcatGRU:
+    """[pnfx] Concat-GRU: the knobs are extra input channels, c repeated over time (spec 2.1).
+
+    With constant knobs their input weights fold into the input bias: b_ih' = b_ih + W_c c.
+    """
+    kind = "concat"
+
+    def __init__(self, state: dict[str, np.ndarray]):
+        w_ih = state["rnn.weight_ih_l0"].astype(np.float32)
+        self.w_x = np.ascontiguousarray(w_ih[:, 0])
+        self.w_c = np.ascontiguousarray(w_ih[:, 1:])
+        self.w_hh_t = np.ascontiguousarray(state["rnn.weight_hh_l0"].astype(np.float32).T)
+        self.b_ih = state["rnn.bias_ih_l0"].astype(np.float32)
+        self.b_hh = state["rnn.bias_hh_l0"].astype(np.float32)
+        self.w_out = state["linear_out.weight"].astype(np.float32)
+        self.b_out = float(state["linear_out.bias"][0])
+        self.hidden_size = self.w_hh_t.shape[0]
+        self.num_conds = self.w_c.shape[1]
+        self.params = sum(v.size for v in state.values())
+
+    def stream(self) -> GRUStream:
+        return GRUStream(self.hidden_size, self.w_out, self.b_out)
+
+    def weights_into(self, cond, w: GRUWeights) -> None:
+        w.w_ih[:] = self.w_x
+        w.w_hh[:] = self.w_hh_t
+        np.dot(self.w_c, np.asarray(cond, np.float32), out=w.b_ih)
+        w.b_ih += self.b_ih
+        w.b_hh[:] = self.b_hh
+
+    ops_per_sample = StaticHyperGRU.ops_per_sample
+
+
+class FiLMGRU:
+    """[pnfx] FiLM-GRU: an MLP of the knobs scales and shifts both pre-activations (spec 2.2).
+
+    i = a_i (W_x x + b_x) + b_i and g = a_h (W_h h + b_h) + beta_h fold, per knob setting, into
+    w_ih = a_i W_x, b_ih = a_i b_x + beta_i, w_hh = W_h^T diag(a_h), b_hh = a_h b_h + beta_h.
+    """
+    kind = "film"
+
+    def __init__(self, state: dict[str, np.ndarray]):
+        # gen is an nn.Sequential of Linear, LeakyReLU pairs: Linear layers sit at even indices.
+        indices = sorted(int(k.split(".")[1]) for k in state if k.startswith("gen.") and k.endswith(".weight"))
+        self.gen = [(state[f"gen.{i}.weight"].astype(np.float32), state[f"gen.{i}.bias"].astype(np.float32))
+                    for i in indices]
+        self.gen_out = (state["gen_out.weight"].astype(np.float32), state["gen_out.bias"].astype(np.float32))
+        self.w_x = state["x2h.weight"].astype(np.float32)[:, 0].copy()
+        self.b_x = state["x2h.bias"].astype(np.float32)
+        self.w_h_t = np.ascontiguousarray(state["h2h.weight"].astype(np.float32).T)
+        self.b_h = state["h2h.bias"].astype(np.float32)
+        self.w_out = state["linear_out.weight"].astype(np.float32)
+        self.b_out = float(state["linear_out.bias"][0])
+        self.hidden_size = self.w_h_t.shape[0]
+        self.num_conds = self.gen[0][0].shape[1]
+        self._bufs = [np.zeros(w.shape[0], np.float32) for w, _ in self.gen]
+        self._film = np.zeros(self.gen_out[0].shape[0], np.float32)
+        self.params = sum(v.size for v in state.values())
+
+    def stream(self) -> GRUStream:
+        return GRUStream(self.hidden_size, self.w_out, self.b_out)
+
+    def weights_into(self, cond, w: GRUWeights) -> None:
+        e = _leaky_mlp(self.gen, cond, self._bufs)
+        np.dot(self.gen_out[0], e, out=self._film)
+        self._film += self.gen_out[1]
+        g = 3 * self.hidden_size
+        a_i, b_i, a_h, b_h = (self._film[k * g:(k + 1) * g] for k in range(4))
+        np.multiply(a_i, self.w_x, out=w.w_ih)
+        np.multiply(a_i, self.b_x, out=w.b_ih)
+        w.b_ih += b_i
+        np.multiply(self.w_h_t, a_h, out=w.w_hh)
+        np.multiply(a_h, self.b_h, out=w.b_hh)
+        w.b_hh += b_h
+
+    ops_per_sample = StaticHyperGRU.ops_per_sample
+
+
+GRU_FORMAT = "knobnet-conditioned-gru"
+CONDITIONING = {"concat": ConcatGRU, "film": FiLMGRU, "statichyper": StaticHyperGRU}
+
+
+def load_conditioned_gru(path, num_conds: int = 2):
+    """Load a conditioned GRU: a knobnet weights file (any conditioning) or a pyneuralfx
+    StaticHyper-GRU-32 checkpoint. Returns (model, meta)."""
+    import zipfile
+    from effects.modelfile import load_npz_model
+    from effects.pedal import ModelFileError
+    import pathlib
+    path = pathlib.Path(path)
+    if path.is_file() and zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as z:
+            is_npz = "format.npy" in z.namelist()
+        if is_npz:
+            state, meta = load_npz_model(path, GRU_FORMAT, "conditioned GRU")
+            cls = CONDITIONING.get(meta.get("conditioning"))
+            if cls is None:
+                raise ModelFileError(f"{path.name}: unknown conditioning {meta.get('conditioning')!r}")
+            try:
+                model = cls(state)
+            except KeyError as exc:
+                raise ModelFileError(f"{path.name}: missing parameter {exc.args[0]}") from None
+            if model.num_conds != num_conds:
+                raise ModelFileError(f"{path.name} takes {model.num_conds} knobs, this pedal has {num_conds}")
+            return model, meta
+    return StaticHyperGRU.load(path), {"source": "pyneuralfx StaticHyper-GRU-32 checkpoint"}

@@ -32,10 +32,11 @@ def pre_emphasize(x: torch.Tensor, fir: torch.Tensor | None = None) -> torch.Ten
 
 
 def esr(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Error-to-signal ratio mean((y - y_hat)^2) / (mean(y^2) + eps), averaged over the batch."""
-    num = ((target - pred) ** 2).mean(dim=-1)
-    den = (target ** 2).mean(dim=-1) + eps
-    return (num / den).mean()
+    """Error-to-signal ratio mean((y - y_hat)^2) / (mean(y^2) + eps) over all samples given.
+
+    Over a batch this pools the energy, so a quiet segment cannot dominate the loss.
+    """
+    return ((target - pred) ** 2).mean() / ((target ** 2).mean() + eps)
 
 
 def mae(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,177 @@
+"""Paired-recording datasets: the folder format, its validation, and teacher distillation.
+
+Runs on the training/CLI thread.
+
+A dataset is a folder with ``dataset.json``::
+
+    {"sample_rate": 48000,                       # optional: files are resampled to it
+     "knobs": {"drive": [0, 10], "tone": [0, 10]},  # name -> [minimum, maximum], in model order
+     "pairs": [{"input": "a_in.wav", "target": "a_out.wav",
+                "knobs": {"drive": 5, "tone": 3}, "split": "train"}]}   # split: train/valid/test
+
+A pair without a split is cut in time: the first 70% trains, the next 10% validates, the last
+20% tests. Knobs are normalised to [-1, 1] over their ranges for the model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import numpy as np
+
+from effects.audio_io import AudioFileError, read_mono, write_float
+
+SPLITS = ("train", "valid", "test")
+
+
+class DatasetError(ValueError):
+    """A dataset folder or its description is unusable; the message names the file and problem."""
+
+
+@dataclasses.dataclass
+class Pair:
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    knobs: dict[str, float]
+    cond: np.ndarray  # normalised to [-1, 1], in the dataset's knob order
+    split: str | None
+
+
+@dataclasses.dataclass
+class Dataset:
+    folder: pathlib.Path
+    sample_rate: int
+    knob_ranges: dict[str, tuple[float, float]]
+    pairs: list[Pair]
+    warnings: list[str]
+
+    def split(self, which: str) -> list[Pair]:
+        """Pairs (or time-cut parts of unsplit pairs) of one split."""
+        cuts = {"train": (0.0, 0.7), "valid": (0.7, 0.8), "test": (0.8, 1.0)}
+        out = []
+        for p in self.pairs:
+            if p.split == which:
+                out.append(p)
+            elif p.split is None:
+                a, b = (int(f * len(p.x)) for f in cuts[which])
+                out.append(dataclasses.replace(p, name=f"{p.name}[{which}]", x=p.x[a:b], y=p.y[a:b]))
+        return out
+
+
+def estimate_latency(x: np.ndarray, y: np.ndarray, sample_rate: int, max_ms: float = 50.0) -> tuple[int, float]:
+    """Lag (samples, target behind input) maximising the cross-correlation, and its normalised peak."""
+    n = min(len(x), len(y), sample_rate * 10)
+    a, b = x[:n].astype(np.float64), y[:n].astype(np.float64)
+    a, b = a - a.mean(), b - b.mean()
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    corr = np.fft.irfft(np.fft.rfft(b, size) * np.conj(np.fft.rfft(a, size)), size)
+    max_lag = int(sample_rate * max_ms / 1000)
+    lags = np.r_[np.arange(0, max_lag + 1), np.arange(-max_lag, 0)]
+    values = np.r_[corr[:max_lag + 1], corr[-max_lag:]]
+    k = int(np.argmax(np.abs(values)))
+    peak = abs(values[k]) / (np.sqrt((a ** 2).sum() * (b ** 2).sum()) + 1e-12)
+    return int(lags[k]), float(peak)
+
+
+def load_dataset(folder, max_latency_ms: float = 5.0) -> Dataset:
+    """Read and validate a dataset folder.
+
+    Raises DatasetError for what makes training meaningless (missing files, length or rate mismatch,
+    misaligned pairs, silence, knobs out of range or unknown); returns warnings for what deserves a
+    look (clipping, near-silence).
+    """
+    folder = pathlib.Path(folder)
+    desc_path = folder / "dataset.json"
+    if not desc_path.is_file():
+        raise DatasetError(f"{folder}: no dataset.json (see effects/training/data.py for the format)")
+    try:
+        desc = json.loads(desc_path.read_text())
+        knob_ranges = {k: (float(v[0]), float(v[1])) for k, v in desc["knobs"].items()}
+        entries = desc["pairs"]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
+        raise DatasetError(f"{desc_path}: unreadable description ({type(exc).__name__}: {exc})") from None
+    if not entries:
+        raise DatasetError(f"{desc_path}: no pairs")
+    for name, (lo, hi) in knob_ranges.items():
+        if not hi > lo:
+            raise DatasetError(f"{desc_path}: knob '{name}' has an empty range [{lo}, {hi}]")
+    rate = desc.get("sample_rate")
+    pairs, warnings = [], []
+    for i, e in enumerate(entries):
+        label = f"{desc_path.name} pair {i}"
+        try:
+            xa = read_mono(folder / e["input"], rate)
+            ya = read_mono(folder / e["target"], rate)
+        except KeyError as exc:
+            raise DatasetError(f"{label}: missing field {exc.args[0]}") from None
+        except AudioFileError as exc:
+            raise DatasetError(f"{label}: {exc}") from None
+        name = pathlib.Path(e["input"]).stem.removesuffix("_input")
+        if rate is None and xa.source_rate != ya.source_rate:
+            raise DatasetError(f"{name}: input is {xa.source_rate} Hz but target is {ya.source_rate} Hz")
+        rate = rate or xa.sample_rate
+        if len(xa.samples) != len(ya.samples):
+            raise DatasetError(f"{name}: input has {len(xa.samples)} samples but target {len(ya.samples)}")
+        for what, a in (("input", xa.samples), ("target", ya.samples)):
+            rms = float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))
+            if rms < 1e-5:
+                raise DatasetError(f"{name}: {what} is silent (RMS {20 * np.log10(rms + 1e-12):.0f} dBFS)")
+            clipped = float(np.mean(np.abs(a) >= 0.999))
+            if clipped > 1e-4:
+                warnings.append(f"{name}: {what} clips ({clipped * 100:.2f}% of samples at full scale)")
+        lag, peak = estimate_latency(xa.samples, ya.samples, rate)
+        # A filter's group delay or a distortion's phase shifts the peak a little; a recording
+        # chain's latency moves it further. Beyond max_latency_ms the pair is called misaligned.
+        if abs(lag) > max_latency_ms * 1e-3 * rate and peak > 0.2:
+            raise DatasetError(f"{name}: target is {abs(lag)} samples ({abs(lag) / rate * 1e3:.1f} ms) "
+                               f"{'behind' if lag > 0 else 'ahead of'} the input (cross-correlation); "
+                               f"align the pair or raise max_latency_ms")
+        knobs = e.get("knobs", {})
+        unknown = set(knobs) - set(knob_ranges)
+        if unknown:
+            raise DatasetError(f"{name}: unknown knob(s) {', '.join(sorted(unknown))}")
+        cond = []
+        for k, (lo, hi) in knob_ranges.items():
+            if k not in knobs:
+                raise DatasetError(f"{name}: knob '{k}' has no value")
+            v = float(knobs[k])
+            if not lo <= v <= hi:
+                raise DatasetError(f"{name}: knob '{k}' = {v:g} is outside [{lo:g}, {hi:g}]")
+            cond.append(2 * (v - lo) / (hi - lo) - 1)
+        split = e.get("split")
+        if split is not None and split not in SPLITS:
+            raise DatasetError(f"{name}: split must be one of {', '.join(SPLITS)}, not {split!r}")
+        pairs.append(Pair(name, xa.samples, ya.samples, {k: float(v) for k, v in knobs.items()},
+                          np.array(cond, np.float32), split))
+    return Dataset(folder, int(rate), knob_ranges, pairs, warnings)
+
+
+def check_report(ds: Dataset) -> str:
+    """The data check: per pair, length, levels and input/target latency."""
+    lines = [f"{ds.folder}: {len(ds.pairs)} pairs at {ds.sample_rate} Hz, knobs "
+             + ", ".join(f"{k} [{lo:g}, {hi:g}]" for k, (lo, hi) in ds.knob_ranges.items())]
+    for p in ds.pairs:
+        lag, peak = estimate_latency(p.x, p.y, ds.sample_rate)
+        rx = 20 * np.log10(np.sqrt(np.mean(p.x.astype(np.float64) ** 2)) + 1e-12)
+        ry = 20 * np.log10(np.sqrt(np.mean(p.y.astype(np.float64) ** 2)) + 1e-12)
+        lines.append(f"  {p.name:<32} {len(p.x) / ds.sample_rate:6.2f} s  in {rx:6.1f} dBFS  out {ry:6.1f} dBFS  "
+                     f"latency {lag:+d} samples (corr {peak:.2f})  {p.split or 'time-split'}  "
+                     + " ".join(f"{k}={v:g}" for k, v in p.knobs.items()))
+    lines += [f"  warning: {w}" for w in ds.warnings]
+    return "\n".join(lines)
+
+
+def write_dataset(folder, sample_rate: int, knob_ranges: dict, pairs: list[dict]) -> None:
+    """Write a dataset folder: pairs are dicts with name, x, y, knobs and optional split."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for p in pairs:
+        write_float(folder / f"{p['name']}_input.wav", p["x"], sample_rate)
+        write_float(folder / f"{p['name']}_target.wav", p["y"], sample_rate)
+        entries.append({"input": f"{p['name']}_input.wav", "target": f"{p['name']}_target.wav",
+                        "knobs": p["knobs"], **({"split": p["split"]} if p.get("split") else {})})
+    (folder / "dataset.json").write_text(json.dumps(
+        {"sample_rate": sample_rate, "knobs": {k: list(v) for k, v in knob_ranges.items()}, "pairs": entries}, indent=1))

@@ -1,0 +1,286 @@
+"""``knobnet train CONFIG``: train a conditioned model on a dataset folder, with a report.
+
+Runs on the CLI's thread (torch uses ``train.threads`` threads). A config is a small YAML file::
+
+    name: od3-concat-gru32
+    data: {folder: out/datasets/od3, segment: 2048, warmup: 512}
+    model: {type: gru, conditioning: concat, hidden_size: 32}
+    loss: {esr: 1.0, mae: 0.0, mrstft: 0.0, pre_emphasis: true}
+    train: {batch_size: 32, lr: 0.001, steps: 3000, validate_every: 250}
+    out: out/od3-concat
+
+Paths are relative to the config file. Segments start from zero state; the first ``warmup``
+samples of each are left out of the loss while the state settles. Adam; the learning rate halves
+after ``lr_patience`` validations without improvement; training stops after ``early_stop`` such
+validations or at ``steps``. ``out/checkpoint.pt`` is written at every validation and a run given
+``--resume`` goes on from it exactly (model, optimiser, scheduler and batch sampler state). At the
+end the best weights are exported (``out/model.npz``) and the *streaming* model (the kernels that
+play) is evaluated on every test pair: ``out/report.md``, ``report.json`` and ``loss_curves.png``.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+
+import numpy as np
+import torch
+import yaml
+
+from effects.progress import Progress
+from effects.training.data import load_dataset
+from effects.training.losses import TrainingLoss, metrics
+from effects.training.rnn import ConditionedGRU, count_params
+
+
+class ConfigError(ValueError):
+    """The training config is malformed; the message names the key."""
+
+
+DEFAULTS = {
+    "name": None,
+    "data": {"folder": None, "segment": 2048, "warmup": 512, "max_latency_ms": 5.0},
+    "model": {"type": "gru", "conditioning": "concat", "hidden_size": 32, "mlp_size": 8, "n_mlp_blocks": 2},
+    "loss": {"esr": 1.0, "mae": 0.0, "mrstft": 0.0, "pre_emphasis": True},
+    "train": {"batch_size": 32, "lr": 1e-3, "steps": 3000, "validate_every": 250, "lr_patience": 2,
+              "early_stop": 4, "grad_clip": 3.0, "seed": 0, "threads": 2},
+    "out": None,
+    "pedal": None,
+}
+
+
+def load_config(path) -> dict:
+    """Read a YAML config, fill defaults, and check every key and type."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path.name}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path.name}: expected a mapping of sections")
+    cfg = {}
+    for key, default in DEFAULTS.items():
+        value = raw.get(key, default)
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path.name}: '{key}' must be a mapping")
+            unknown = set(value) - set(default)
+            if unknown:
+                raise ConfigError(f"{path.name}: unknown key(s) in '{key}': {', '.join(sorted(unknown))}")
+            merged = dict(default)
+            for k, v in value.items():
+                d = default[k]
+                if d is not None and not isinstance(v, type(d)) and not (isinstance(d, float) and isinstance(v, int)):
+                    raise ConfigError(f"{path.name}: '{key}.{k}' must be {type(d).__name__}, got {v!r}")
+                merged[k] = v
+            value = merged
+        cfg[key] = value
+    unknown = set(raw) - set(DEFAULTS)
+    if unknown:
+        raise ConfigError(f"{path.name}: unknown section(s): {', '.join(sorted(unknown))}")
+    for required in ("data.folder", "out"):
+        sec, _, k = required.partition(".")
+        if (cfg[sec][k] if k else cfg[sec]) is None:
+            raise ConfigError(f"{path.name}: '{required}' is required")
+    cfg["data"]["folder"] = str((path.parent / cfg["data"]["folder"]).resolve())
+    cfg["out"] = str((path.parent / cfg["out"]).resolve())
+    cfg["name"] = cfg["name"] or path.stem
+    if cfg["model"]["type"] != "gru":
+        raise ConfigError(f"{path.name}: model.type '{cfg['model']['type']}' is not trainable by knobnet train yet "
+                          "(gru); the DDSP amp trains with python -m effects.ddsp.train")
+    return cfg
+
+
+def build_model(cfg: dict, num_conds: int) -> ConditionedGRU:
+    m = cfg["model"]
+    try:
+        return ConditionedGRU(m["conditioning"], m["hidden_size"], num_conds, m["mlp_size"], m["n_mlp_blocks"])
+    except ValueError as exc:
+        raise ConfigError(f"model: {exc}") from None
+
+
+class SegmentSampler:
+    """Random (pair, offset) segments of the training pairs, from a saved-and-restorable generator."""
+
+    def __init__(self, pairs, length: int, seed: int):
+        self.pairs = [p for p in pairs if len(p.x) >= length]
+        if not self.pairs:
+            raise ConfigError(f"no training pair is at least {length} samples long (segment + warmup)")
+        self.length = length
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, size: int):
+        x = np.empty((size, self.length), np.float32)
+        y = np.empty_like(x)
+        c = np.empty((size, len(self.pairs[0].cond)), np.float32)
+        for b in range(size):
+            p = self.pairs[self.rng.integers(len(self.pairs))]
+            o = self.rng.integers(0, len(p.x) - self.length + 1)
+            x[b], y[b], c[b] = p.x[o:o + self.length], p.y[o:o + self.length], p.cond
+        return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(c)
+
+
+def stream_pair(twin, pair, block_size: int = 4096) -> np.ndarray:
+    """Run the streaming model (the kernels that play) over a whole pair at its knobs."""
+    s = twin.stream()
+    twin.weights_into(pair.cond, s.weights)
+    out = np.empty(len(pair.x), np.float32)
+    for i in range(0, len(pair.x), block_size):
+        s.run(pair.x[i:i + block_size], out[i:i + block_size])
+    return out
+
+
+def streaming_rtf(twin, sample_rate: int, block_size: int = 128, seconds: float = 2.0) -> float:
+    s = twin.stream()
+    twin.weights_into(np.zeros(twin.num_conds, np.float32), s.weights)
+    x = (0.3 * np.sin(np.arange(int(seconds * sample_rate)) * 0.05)).astype(np.float32)
+    out = np.empty(block_size, np.float32)
+    s.run(x[:block_size], out)
+    t0 = time.perf_counter()
+    for i in range(0, len(x) - block_size + 1, block_size):
+        s.run(x[i:i + block_size], out)
+    return seconds / (time.perf_counter() - t0)
+
+
+def train(config_path, resume: bool = False, log=print, steps_this_run: int | None = None) -> dict | None:
+    """Train per the config; returns the report dict (also written to out/report.json).
+
+    steps_this_run stops early with a checkpoint (returns None); ``resume`` goes on from it.
+    """
+    cfg = load_config(config_path)
+    tc, dc = cfg["train"], cfg["data"]
+    torch.set_num_threads(int(tc["threads"]))
+    torch.manual_seed(int(tc["seed"]))
+    ds = load_dataset(dc["folder"], max_latency_ms=dc["max_latency_ms"])
+    for w in ds.warnings:
+        log(f"knobnet: warning: {w}")
+    out = pathlib.Path(cfg["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    model = build_model(cfg, len(ds.knob_ranges))
+    loss_fn = TrainingLoss(**cfg["loss"])
+    opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tc["lr_patience"])
+    warmup = dc["warmup"]
+    sampler = SegmentSampler(ds.split("train"), dc["segment"] + warmup, tc["seed"])
+    valid = ds.split("valid") or ds.split("train")[:4]
+    state = {"step": 0, "history": [], "best_valid": float("inf"), "bad": 0, "best_model": None}
+    ckpt_path = out / "checkpoint.pt"
+    if resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        if ckpt["config"] != cfg:
+            raise ConfigError(f"{ckpt_path} was made with another config; remove it or train without --resume")
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        sched.load_state_dict(ckpt["sched"])
+        sampler.rng.bit_generator.state = ckpt["rng"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        state = ckpt["state"]
+        log(f"resumed {cfg['name']} at step {state['step']}")
+
+    def validate() -> float:
+        model.eval()
+        with torch.no_grad():
+            losses = []
+            for p in valid:
+                pred = model(torch.from_numpy(p.x)[None], torch.from_numpy(p.cond)[None])
+                losses.append(float(loss_fn(pred[:, warmup:], torch.from_numpy(p.y)[None, warmup:])))
+        model.train()
+        return float(np.mean(losses))
+
+    started = time.perf_counter() - state.get("seconds", 0.0)
+    train_losses = state.setdefault("train_losses", [])
+    run_until = state["step"] + steps_this_run if steps_this_run is not None else None
+
+    def save_checkpoint():
+        state["seconds"] = time.perf_counter() - started
+        torch.save({"config": cfg, "model": model.state_dict(), "opt": opt.state_dict(),
+                    "sched": sched.state_dict(), "rng": sampler.rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(), "state": state}, ckpt_path)
+    with Progress(tc["steps"], f"training {cfg['name']}", "steps") as bar:
+        while state["step"] < tc["steps"] and state["bad"] < tc["early_stop"]:
+            x, y, c = sampler.batch(tc["batch_size"])
+            loss = loss_fn(model(x, c)[:, warmup:], y[:, warmup:])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
+            opt.step()
+            train_losses.append(loss.item())
+            state["step"] += 1
+            bar.update(state["step"], extra=f"loss {np.mean(train_losses[-20:]):.4f}  best valid {state['best_valid']:.4f}")
+            if state["step"] % tc["validate_every"] == 0 or state["step"] == tc["steps"]:
+                v = validate()
+                sched.step(v)
+                state["history"].append({"step": state["step"], "train": float(np.mean(train_losses)), "valid": v,
+                                         "lr": opt.param_groups[0]["lr"]})
+                train_losses.clear()
+                if v < state["best_valid"]:
+                    state["best_valid"], state["bad"] = v, 0
+                    state["best_model"] = {k: t.clone() for k, t in model.state_dict().items()}
+                else:
+                    state["bad"] += 1
+                save_checkpoint()
+            if run_until is not None and state["step"] >= run_until and state["step"] < tc["steps"]:
+                save_checkpoint()
+                log(f"stopped at step {state['step']}; continue with --resume")
+                return None
+    if state["best_model"] is not None:
+        model.load_state_dict(state["best_model"])
+    return finish(cfg, model, ds, state, out)
+
+
+def finish(cfg, model, ds, state, out: pathlib.Path) -> dict:
+    """Export the best weights, evaluate the streaming model on the test pairs, write the report."""
+    twin = model.streaming_twin()
+    per_pair = []
+    for p in ds.split("test"):
+        m = metrics(stream_pair(twin, p), p.y)
+        per_pair.append({"pair": p.name, "knobs": p.knobs, **m})
+    summary = {k: float(np.mean([r[k] for r in per_pair])) for k in ("esr", "esr_pre_emphasis", "mae", "mrstft")} if per_pair else {}
+    report = {"name": cfg["name"], "config": cfg, "steps": state["step"], "train_seconds": state.get("seconds", 0.0),
+              "params": count_params(model), "ops_per_sample": int(twin.ops_per_sample),
+              "rtf_at_128": streaming_rtf(twin, ds.sample_rate), "sample_rate": ds.sample_rate,
+              "best_valid_loss": state["best_valid"], "history": state["history"], "test": per_pair, "test_mean": summary}
+    model.export(out / "model.npz", meta={"name": cfg["name"], "pedal": cfg["pedal"], "sample_rate": ds.sample_rate,
+                                           "knobs": {k: list(v) for k, v in ds.knob_ranges.items()},
+                                           "test_mean": summary})
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    plot_history(state["history"], out / "loss_curves.png", cfg["name"])
+    (out / "report.md").write_text(report_markdown(report))
+    return report
+
+
+def plot_history(history, path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if history:
+        steps = [h["step"] for h in history]
+        ax.semilogy(steps, [h["train"] for h in history], label="train loss")
+        ax.semilogy(steps, [h["valid"] for h in history], label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def report_markdown(r: dict) -> str:
+    lines = [f"# {r['name']}", "",
+             f"- model: {r['config']['model']}", f"- params {r['params']:,}, ops/sample {r['ops_per_sample']:,}, "
+             f"streaming real-time factor at 128-sample blocks {r['rtf_at_128']:.1f}x",
+             f"- {r['steps']} steps in {r['train_seconds'] / 60:.1f} min, best validation loss {r['best_valid_loss']:.5f}",
+             "", "![loss curves](loss_curves.png)", "",
+             "| test pair | knobs | ESR | ESR (pre-emph.) | MAE | MRSTFT |", "|---|---|---|---|---|---|"]
+    for t in r["test"]:
+        knobs = " ".join(f"{k}={v:.2f}" for k, v in t["knobs"].items())
+        lines.append(f"| {t['pair']} | {knobs} | {t['esr']:.4f} | {t['esr_pre_emphasis']:.4f} | {t['mae']:.4f} | {t['mrstft']:.3f} |")
+    if r["test_mean"]:
+        m = r["test_mean"]
+        lines.append(f"| **mean** | | **{m['esr']:.4f}** | {m['esr_pre_emphasis']:.4f} | {m['mae']:.4f} | {m['mrstft']:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,199 @@
+"""Training: the compiled GRU recurrence, conditioned GRUs and their streaming twins, losses worked
+out by hand, dataset validation, config errors, a tiny run that learns, and exact resume."""
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from effects.recurrent import GRUWeights, load_conditioned_gru
+from effects.training.data import DatasetError, estimate_latency, load_dataset, write_dataset
+from effects.training.gru_op import gru_recurrence
+from effects.training.losses import esr, mae, metrics, mrstft, pre_emphasis_fir
+from effects.training.rnn import ConditionedGRU
+from effects.training.train import ConfigError, load_config, train
+
+
+def test_gru_recurrence_gradients_and_agreement_with_torch_gru():
+    torch.manual_seed(0)
+    B, T, H = 3, 6, 4
+    args = [torch.randn(B, T, 3 * H, dtype=torch.float64, requires_grad=True),
+            torch.randn(B, H, 3 * H, dtype=torch.float64, requires_grad=True),
+            torch.randn(B, 3 * H, dtype=torch.float64, requires_grad=True),
+            torch.randn(B, H, dtype=torch.float64, requires_grad=True)]
+    assert torch.autograd.gradcheck(gru_recurrence, args)
+    gru = torch.nn.GRU(1, H, batch_first=True).double()
+    x = torch.randn(B, T, 1, dtype=torch.float64)
+    expected, _ = gru(x)
+    xi = x @ gru.weight_ih_l0.T + gru.bias_ih_l0
+    torch.testing.assert_close(gru_recurrence(xi, gru.weight_hh_l0.T, gru.bias_hh_l0), expected)
+
+
+@pytest.mark.parametrize("conditioning", ["concat", "film", "statichyper"])
+def test_trained_model_and_its_streaming_twin_agree(conditioning, tmp_path):
+    torch.manual_seed(1)
+    model = ConditionedGRU(conditioning, hidden_size=12, num_conds=2).double()
+    x = torch.randn(2, 400, dtype=torch.float64) * 0.4
+    c = torch.tensor([[0.3, -0.5], [-1.0, 1.0]], dtype=torch.float64)
+    expected = model(x, c).detach().numpy()
+    model.export(tmp_path / "m.npz")
+    twin, meta = load_conditioned_gru(tmp_path / "m.npz")
+    assert meta["conditioning"] == conditioning and twin.params == sum(p.numel() for p in model.parameters())
+    for b in range(2):
+        s = twin.stream()
+        twin.weights_into(c[b].numpy(), s.weights)
+        out = np.empty(400, np.float32)
+        s.run(x[b].numpy().astype(np.float32), out)
+        np.testing.assert_allclose(out, expected[b], atol=2e-5)
+
+
+def test_losses_against_values_worked_out_by_hand():
+    y = torch.tensor([[1.0, -1.0, 1.0, -1.0]])
+    # Prediction 0.5 y: error energy 0.25 per sample over signal energy 1 -> ESR 0.25, MAE 0.5.
+    assert float(esr(0.5 * y, y)) == pytest.approx(0.25)
+    assert float(mae(0.5 * y, y)) == pytest.approx(0.5)
+    h = pre_emphasis_fir()
+    # h0 = 1, h1 = -0.005, h2 = -0.005 * 0.995; the taps sum to about 0.995^1999 = 4.4e-5 (DC blocked).
+    assert float(h[0]) == 1.0 and float(h[1]) == pytest.approx(-0.005) and float(h[2]) == pytest.approx(-0.004975)
+    assert abs(float(h.sum())) < 1e-3
+    assert float(mrstft(y.repeat(1, 64), y.repeat(1, 64))) == 0.0
+    m = metrics(np.zeros(1000), np.ones(1000))
+    assert m["esr"] == pytest.approx(1 / (1 + 1e-5)) and m["mae"] == pytest.approx(1.0)
+
+
+def make_pairs(n, rate=16000, seconds=1.0, gain_per_knob=1.0, seed=0):
+    """Pairs of a toy device y = tanh(g x), g = 1 + 3 * drive / 10, for a fast learnable task."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for i in range(n):
+        drive = float(rng.uniform(0, 10))
+        t = np.arange(int(rate * seconds)) / rate
+        x = (0.5 * np.sin(2 * np.pi * rng.uniform(80, 400) * t) * np.exp(-t * rng.uniform(0, 3))).astype(np.float32)
+        x += (0.01 * rng.standard_normal(x.size)).astype(np.float32)
+        y = np.tanh((1 + 3 * gain_per_knob * drive / 10) * x).astype(np.float32)
+        pairs.append({"name": f"p{i}", "x": x, "y": y, "knobs": {"drive": drive},
+                      "split": "test" if i == n - 1 else ("valid" if i == n - 2 else "train")})
+    return pairs
+
+
+@pytest.fixture
+def toy_dataset(tmp_path):
+    folder = tmp_path / "data"
+    write_dataset(folder, 16000, {"drive": (0, 10)}, make_pairs(8))
+    return folder
+
+
+def write_config(tmp_path, **sections):
+    cfg = {"data": {"folder": "data", "segment": 256, "warmup": 64},
+           "model": {"conditioning": "concat", "hidden_size": 6},
+           "train": {"batch_size": 8, "steps": 60, "validate_every": 10, "threads": 1, "lr": 0.01},
+           "out": "run"}
+    for k, v in sections.items():
+        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) else v
+    path = tmp_path / "cfg.yaml"
+    path.write_text(json.dumps(cfg))  # JSON is YAML
+    return path
+
+
+def test_tiny_training_run_reduces_the_loss_and_writes_a_report(tmp_path, toy_dataset):
+    report = train(write_config(tmp_path), log=lambda *_: None)
+    history = report["history"]
+    assert history[-1]["valid"] < 0.5 * history[0]["valid"]
+    out = tmp_path / "run"
+    assert (out / "loss_curves.png").stat().st_size > 1000 and "| p7 |" in (out / "report.md").read_text()
+    assert report["test"][0]["pair"] == "p7" and report["params"] == 3 * 6 * (2 + 6) + 6 * 6 + 7
+    twin, meta = load_conditioned_gru(out / "model.npz", num_conds=1)
+    assert meta["knobs"] == {"drive": [0, 10]}
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, toy_dataset):
+    whole = train(write_config(tmp_path), log=lambda *_: None)
+    (tmp_path / "run" / "checkpoint.pt").unlink()
+    assert train(write_config(tmp_path), log=lambda *_: None, steps_this_run=15) is None
+    resumed = train(write_config(tmp_path), resume=True, log=lambda *_: None)
+    assert [h["valid"] for h in resumed["history"]] == [h["valid"] for h in whole["history"]]
+    assert resumed["test"] == whole["test"]
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"model": {"conditioning": "telepathy"}}, "unknown conditioning 'telepathy'"),
+    ({"train": {"batch_size": "many"}}, "'train.batch_size' must be int"),
+    ({"train": {"learning_rate": 1}}, "unknown key(s) in 'train': learning_rate"),
+    ({"extras": {}}, "unknown section(s): extras"),
+    ({"out": None}, "'out' is required"),
+])
+def test_config_errors_name_the_key(tmp_path, toy_dataset, section, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        train(write_config(tmp_path, **section), log=lambda *_: None)
+
+
+def test_config_that_is_not_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def dataset_with(tmp_path, mutate):
+    folder = tmp_path / "ds"
+    pairs = make_pairs(3)
+    write_dataset(folder, 16000, {"drive": (0, 10)}, pairs)
+    mutate(folder, json.loads((folder / "dataset.json").read_text()))
+    return folder
+
+
+def _rewrite(folder, desc):
+    (folder / "dataset.json").write_text(json.dumps(desc))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("length", "input has 16000 samples but target 15000"),
+    ("rate", "input is 16000 Hz but target is 22050 Hz"),
+    ("misaligned", "samples (20.0 ms) behind the input"),
+    ("silence", "target is silent"),
+    ("knob range", "knob 'drive' = 12 is outside [0, 10]"),
+    ("unknown knob", "unknown knob(s) volume"),
+    ("missing file", "audio file not found"),
+])
+def test_dataset_validation_names_the_problem(tmp_path, case, message):
+    def mutate(folder, desc):
+        target = folder / desc["pairs"][0]["target"]
+        y, rate = sf.read(target, dtype="float32")
+        if case == "length":
+            sf.write(target, y[:15000], rate, subtype="FLOAT")
+        elif case == "rate":
+            desc.pop("sample_rate")
+            sf.write(target, y, 22050, subtype="FLOAT")
+        elif case == "misaligned":
+            sf.write(target, np.r_[np.zeros(320, np.float32), y[:-320]], rate, subtype="FLOAT")
+        elif case == "silence":
+            sf.write(target, np.zeros_like(y), rate, subtype="FLOAT")
+        elif case == "knob range":
+            desc["pairs"][0]["knobs"]["drive"] = 12
+        elif case == "unknown knob":
+            desc["pairs"][0]["knobs"]["volume"] = 1
+        elif case == "missing file":
+            target.unlink()
+        _rewrite(folder, desc)
+    with pytest.raises(DatasetError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
+        load_dataset(dataset_with(tmp_path, mutate))
+
+
+def test_clipping_is_a_warning_and_latency_is_measured(tmp_path):
+    def mutate(folder, desc):
+        target = folder / desc["pairs"][0]["target"]
+        y, rate = sf.read(target, dtype="float32")
+        sf.write(target, np.clip(y * 10, -1, 1), rate, subtype="FLOAT")
+    ds = load_dataset(dataset_with(tmp_path, mutate))
+    assert any("clips" in w for w in ds.warnings)
+    x = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    assert estimate_latency(x, np.r_[np.zeros(37, np.float32), x[:-37]], 16000)[0] == 37
+
+
+def test_corrupt_description(tmp_path):
+    (tmp_path / "dataset.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="unreadable description"):
+        load_dataset(tmp_path)
+    with pytest.raises(DatasetError, match="no dataset.json"):
+        load_dataset(tmp_path / "nowhere")
