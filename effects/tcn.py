@@ -1,0 +1,305 @@
+"""Causal micro-TCN with FiLM conditioning [mtcn], streamed with per-layer dilated history.
+
+Model (spec section 6): e = ReLU MLP of the conditions p; block n is a dilated causal conv
+(kernel K, no bias), BatchNorm (running statistics) and FiLM [gamma | beta] = A_n e, PReLU, plus
+a 1x1 residual that lags the conv's newest input by one sample; the output is
+tanh(1x1 conv 32 -> 1 + bias).
+
+Streaming: while the conditions stand still BN and FiLM fold into one scale and offset per
+channel, scale = gamma / sqrt(var + eps), offset = beta - scale * mean, recomputed by
+``MicroTCN.film_into`` only when a knob moves. Each block keeps its input history in a mirrored
+ring buffer (every row written twice, N rows apart) so that any window of up to N rows is
+contiguous, and computes only the new samples: no receptive field (13,333 samples for
+TCN-300-C) is recomputed per block. A fresh or reset stream holds the history that silence
+would have left, so from reset the stream equals ``model(concat(zeros(R - 1), x), p)``.
+
+Threads: ``TCNStream.run`` and ``film_into`` run on the audio thread (numba kernels, no
+allocation); loading and ``stream()`` run on the GUI/CLI thread.
+
+[mtcn] C. J. Steinmetz, J. D. Reiss, "Efficient neural networks for real-time modeling of analog
+dynamic range compression", AES 2022.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from effects.kernels import tanh32
+from effects.modelfile import read_state_dict, require_keys
+from effects.pedal import ModelFileError
+
+CHANNELS = 32  # compile-time constant: the inner loop over output channels then vectorizes fully
+CHUNK = 2048  # most samples computed per pass through the blocks
+BN_EPS = 1e-5
+TANH_FLOPS = 30  # flops counted per tanh, as for the recurrent models
+
+_jit = dict(nogil=True, fastmath=True, cache=True, error_model="numpy")
+
+
+@njit(**_jit)
+def _block(src, row0, n, dilation, w, scale, offset, slope, res, acc, act):
+    """One TCN block over n new samples, four time steps at a time.
+
+    act[t, c] = PReLU(scale[c] * sum_{k, i} w[k, i, c] src[row0 + t - (K-1-k) d, i] + offset[c])
+    + res[c] * src[row0 + t - 1, i_c], with i_c = c (grouped residual) or 0 (one input channel).
+
+    Args:
+        src: (rows, C_in) input history, row0 + t being the newest input of output t.
+        row0: row of the first new sample; n: number of new samples; dilation: d.
+        w: (K, C_in, C) taps, tap K-1 on the newest sample.
+        scale, offset, slope, res: (C,) folded BN+FiLM, PReLU slopes, residual weights.
+        acc: (4, C) scratch.
+        act: (>= n, C) output.
+    """
+    K = w.shape[0]
+    cin = w.shape[1]
+    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+    t = 0
+    while t < n:
+        tile = 4 if n - t >= 4 else 1
+        for c in range(CHANNELS):
+            a0[c] = 0.0
+            a1[c] = 0.0
+            a2[c] = 0.0
+            a3[c] = 0.0
+        for k in range(K):
+            row = row0 + t - (K - 1 - k) * dilation
+            if tile == 4:
+                x0, x1, x2, x3 = src[row], src[row + 1], src[row + 2], src[row + 3]
+                for i in range(cin):
+                    v0, v1, v2, v3 = x0[i], x1[i], x2[i], x3[i]
+                    wi = w[k, i]
+                    for c in range(CHANNELS):
+                        wc = wi[c]
+                        a0[c] += v0 * wc
+                        a1[c] += v1 * wc
+                        a2[c] += v2 * wc
+                        a3[c] += v3 * wc
+            else:
+                x0 = src[row]
+                for i in range(cin):
+                    v0 = x0[i]
+                    wi = w[k, i]
+                    for c in range(CHANNELS):
+                        a0[c] += v0 * wi[c]
+        for j in range(tile):
+            aj = acc[j]
+            prev = src[row0 + t + j - 1]
+            out = act[t + j]
+            for c in range(CHANNELS):
+                v = scale[c] * aj[c] + offset[c]
+                if v < 0.0:
+                    v *= slope[c]
+                out[c] = v + res[c] * prev[c if cin > 1 else 0]
+        t += tile
+
+
+@njit(**_jit)
+def _run(x, y, audio, rings, pos, w0, w, dilations, scale, offset, slope, res, w_out, b_out, acc, act):
+    """Stream x through the TCN into y; see ``TCNStream`` for the buffers."""
+    size = audio.shape[0] // 2
+    history = size - CHUNK
+    blocks = dilations.shape[0]
+    wpos = pos[0]
+    start = 0
+    while start < x.shape[0]:
+        n = min(CHUNK, x.shape[0] - start)
+        row0 = wpos if wpos >= history else wpos + size  # rows row0 - history .. row0 + n - 1 are valid
+        for t in range(n):
+            r = (wpos + t) % size
+            audio[r, 0] = x[start + t]
+            audio[r + size, 0] = x[start + t]
+        _block(audio, row0, n, dilations[0], w0, scale[0], offset[0], slope[0], res[0], acc, act)
+        for b in range(1, blocks):
+            ring = rings[b - 1]
+            for t in range(n):
+                r = (wpos + t) % size
+                ring[r] = act[t]
+                ring[r + size] = act[t]
+            _block(ring, row0, n, dilations[b], w[b - 1], scale[b], offset[b], slope[b], res[b], acc, act)
+        for t in range(n):
+            a = act[t]
+            s = b_out
+            for c in range(CHANNELS):
+                s += w_out[c] * a[c]
+            y[start + t] = tanh32(s)
+        wpos = (wpos + n) % size
+        start += n
+    pos[0] = wpos
+
+
+@njit(**_jit)
+def _fill_silence(audio, rings, w, scale, offset, slope, res, level):
+    """Fill the history with what an endless silence leaves: zeros in, a constant per channel after.
+
+    level: (2, C) scratch for the constant output of a block and of the next one.
+    """
+    audio[:] = 0.0
+    cur, nxt = level[0], level[1]
+    for c in range(CHANNELS):  # block 0 of zeros: the conv and the residual give 0
+        v = offset[0, c]
+        cur[c] = v * slope[0, c] if v < 0.0 else v
+    for b in range(1, scale.shape[0]):
+        ring = rings[b - 1]
+        for r in range(ring.shape[0]):
+            ring[r] = cur
+        wb = w[b - 1]
+        for c in range(CHANNELS):
+            s = np.float32(0.0)
+            for k in range(wb.shape[0]):
+                for i in range(CHANNELS):
+                    s += wb[k, i, c] * cur[i]
+            v = scale[b, c] * s + offset[b, c]
+            if v < 0.0:
+                v *= slope[b, c]
+            nxt[c] = v + res[b, c] * cur[c]
+        cur[:] = nxt
+
+
+@njit(**_jit)
+def _film(p, gen_w, gen_b, e0, e1, e2, adapt_w, adapt_b, mean, var, scale, offset):
+    """Fold BN and FiLM for conditions p into scale and offset, (blocks, C) each."""
+    for j in range(e0.shape[0]):
+        s = gen_b[0][j]
+        for i in range(p.shape[0]):
+            s += gen_w[0][j, i] * p[i]
+        e0[j] = max(s, 0.0)
+    for j in range(e1.shape[0]):
+        s = gen_b[1][j]
+        for i in range(e0.shape[0]):
+            s += gen_w[1][j, i] * e0[i]
+        e1[j] = max(s, 0.0)
+    for j in range(e2.shape[0]):
+        s = gen_b[2][j]
+        for i in range(e1.shape[0]):
+            s += gen_w[2][j, i] * e1[i]
+        e2[j] = max(s, 0.0)
+    for b in range(scale.shape[0]):
+        for c in range(CHANNELS):
+            g = adapt_b[b, c]
+            beta = adapt_b[b, CHANNELS + c]
+            for i in range(e2.shape[0]):
+                g += adapt_w[b, c, i] * e2[i]
+                beta += adapt_w[b, CHANNELS + c, i] * e2[i]
+            sc = g / np.sqrt(var[b, c] + BN_EPS)
+            scale[b, c] = sc
+            offset[b, c] = beta - sc * mean[b, c]
+
+
+class MicroTCN:
+    """Weights of a FiLM-conditioned causal micro-TCN, as float32 arrays in streaming layout.
+
+    Attributes:
+        dilations: (blocks,) int64, growth ** n.
+        kernel_size: K. receptive_field: 1 + (K - 1) * sum(dilations) samples (13,333 for TCN-300-C).
+        params: trainable parameters (BN running statistics not counted).
+    """
+
+    def __init__(self, state: dict[str, np.ndarray], dilation_growth: int = 10):
+        blocks = 0
+        while f"blocks.{blocks}.conv1.weight" in state:
+            blocks += 1
+        f32 = np.float32
+        self.gen_w = tuple(np.ascontiguousarray(state[f"gen.{i}.weight"], f32) for i in (0, 2, 4))
+        self.gen_b = tuple(np.ascontiguousarray(state[f"gen.{i}.bias"], f32) for i in (0, 2, 4))
+        conv = [state[f"blocks.{n}.conv1.weight"] for n in range(blocks)]  # (C, C_in, K)
+        self.kernel_size = conv[0].shape[2]
+        # tap-major (K, C_in, C): the output channel is the contiguous, vectorized axis
+        self.w0 = np.ascontiguousarray(conv[0].transpose(2, 1, 0), f32)
+        self.w = np.ascontiguousarray(np.stack([c.transpose(2, 1, 0) for c in conv[1:]]), f32)
+        self.dilations = np.array([dilation_growth ** n for n in range(blocks)], np.int64)
+
+        def stack(key):
+            return np.ascontiguousarray(np.stack([state[f"blocks.{n}.{key}"] for n in range(blocks)]), f32)
+        self.adapt_w = stack("film.adaptor.weight")  # (blocks, 2C, E), gammas first
+        self.adapt_b = stack("film.adaptor.bias")
+        self.bn_mean = stack("film.bn.running_mean")
+        self.bn_var = stack("film.bn.running_var")
+        self.slope = stack("relu.weight")
+        self.res = stack("res.weight").reshape(blocks, CHANNELS)
+        self.w_out = np.ascontiguousarray(state["output.weight"].reshape(CHANNELS), f32)
+        self.b_out = f32(state["output.bias"][0])
+        self.num_conds = self.gen_w[0].shape[1]
+        self.receptive_field = 1 + (self.kernel_size - 1) * int(self.dilations.sum())
+        self.params = sum(v.size for k, v in state.items()
+                          if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+        self._e = tuple(np.zeros(w.shape[0], f32) for w in self.gen_w)
+        self._p = np.zeros(self.num_conds, f32)
+
+    @classmethod
+    def load(cls, path, blocks: int = 4, kernel_size: int = 13, dilation_growth: int = 10,
+             num_conds: int = 2) -> "MicroTCN":
+        """Load a micro-TCN state dict (TorchScript or torch.save); ModelFileError if it is not one."""
+        state = read_state_dict(path)
+        c, k = CHANNELS, kernel_size
+        shapes = {"gen.0.weight": (16, num_conds), "gen.0.bias": (16,), "gen.2.weight": (32, 16),
+                  "gen.2.bias": (32,), "gen.4.weight": (32, 32), "gen.4.bias": (32,),
+                  "output.weight": (1, c, 1), "output.bias": (1,)}
+        for n in range(blocks):
+            shapes.update({f"blocks.{n}.conv1.weight": (c, 1 if n == 0 else c, k),
+                           f"blocks.{n}.film.bn.running_mean": (c,), f"blocks.{n}.film.bn.running_var": (c,),
+                           f"blocks.{n}.film.adaptor.weight": (2 * c, 32), f"blocks.{n}.film.adaptor.bias": (2 * c,),
+                           f"blocks.{n}.relu.weight": (c,), f"blocks.{n}.res.weight": (c, 1, 1)})
+        require_keys(state, shapes, f"micro-TCN ({blocks} blocks, kernel {k}, {c} channels)", path)
+        if f"blocks.{blocks}.conv1.weight" in state:
+            raise ModelFileError(f"{path}: more than {blocks} TCN blocks; not a {blocks}-block micro-TCN")
+        if not all(np.all(np.isfinite(v)) for v in state.values()):
+            raise ModelFileError(f"{path}: weights hold NaN or infinite values")
+        return cls(state, dilation_growth)
+
+    def film_into(self, p: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> None:
+        """Folded BN+FiLM for conditions p (num_conds,) into scale, offset (blocks, C); no allocation."""
+        e0, e1, e2 = self._e
+        _film(p, self.gen_w, self.gen_b, e0, e1, e2, self.adapt_w, self.adapt_b,
+              self.bn_mean, self.bn_var, scale, offset)
+
+    def stream(self) -> "TCNStream":
+        return TCNStream(self)
+
+    @property
+    def ops_per_sample(self) -> int:
+        """Flops per output sample: 2 per MAC; per channel and block 2 for scale+offset, 2 for
+        PReLU (compare, multiply) and 2 for the residual; the output conv and its tanh."""
+        c, k = CHANNELS, self.kernel_size
+        blocks = len(self.dilations)
+        conv_macs = k * 1 * c + (blocks - 1) * k * c * c
+        return 2 * conv_macs + blocks * c * (2 + 2 + 2) + (2 * c + 1) + TANH_FLOPS
+
+
+class TCNStream:
+    """Streaming state of one MicroTCN: mirrored ring buffers and the folded conditioning.
+
+    Attributes:
+        scale, offset: (blocks, C) folded BN+FiLM the audio uses; written by the owner
+            (``model.film_into``) between ``run`` calls.
+    """
+
+    def __init__(self, model: MicroTCN):
+        self.model = model
+        blocks = len(model.dilations)
+        self.size = (model.kernel_size - 1) * int(model.dilations.max()) + CHUNK  # ring rows N
+        self.audio = np.zeros((2 * self.size, 1), np.float32)
+        self.rings = np.zeros((blocks - 1, 2 * self.size, CHANNELS), np.float32)
+        self.scale = np.zeros((blocks, CHANNELS), np.float32)
+        self.offset = np.zeros((blocks, CHANNELS), np.float32)
+        self._pos = np.zeros(1, np.int64)
+        self._acc = np.zeros((4, CHANNELS), np.float32)
+        self._act = np.zeros((CHUNK, CHANNELS), np.float32)
+        self._level = np.zeros((2, CHANNELS), np.float32)
+        self._fresh = True
+
+    def run(self, x: np.ndarray, out: np.ndarray) -> None:
+        """Stream x (T,) float32 into out (T,) (may be x); a fresh stream starts from silence."""
+        m = self.model
+        if self._fresh:
+            _fill_silence(self.audio, self.rings, m.w, self.scale, self.offset, m.slope, m.res,
+                          self._level)
+            self._fresh = False
+        _run(x, out, self.audio, self.rings, self._pos, m.w0, m.w, m.dilations, self.scale, self.offset,
+             m.slope, m.res, m.w_out, m.b_out, self._acc, self._act)
+
+    def reset(self) -> None:
+        """Forget the signal: the next ``run`` starts from the history silence leaves at the
+        conditioning in force then."""
+        self._pos[0] = 0
+        self._fresh = True
