@@ -115,6 +115,24 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from effects.training.train import train
+    report = train(args.config, resume=args.resume, log=lambda msg: print(msg, file=sys.stderr))
+    if report is not None:
+        out = report["config"]["out"]
+        mean = report["test_mean"]
+        print(f"trained {report['name']}: {report['params']:,} params, {report['ops_per_sample']:,} ops/sample, "
+              f"{report['rtf_at_128']:.1f}x real time; test ESR {mean.get('esr', float('nan')):.4f}; "
+              f"weights {out}/model.npz, report {out}/report.md")
+    return 0
+
+
+def cmd_check_data(args) -> int:
+    from effects.training.data import check_report, load_dataset
+    print(check_report(load_dataset(args.folder, max_latency_ms=args.max_latency_ms)))
+    return 0
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="knobnet", description="Conditioned neural models of real gear, with real knobs.",
                                      epilog=USAGE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,6 +150,12 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", action="append", metavar="PEDAL=PATH", help="weights file for a pedal (repeatable)")
     b.add_argument("--seconds", type=float, default=2.0, help="seconds of audio per measurement (default 2)")
     b.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    t = sub.add_parser("train", help="train a conditioned model from a YAML config (see effects/training/train.py)")
+    t.add_argument("config", help="training config (YAML)")
+    t.add_argument("--resume", action="store_true", help="go on from the run's last checkpoint")
+    d = sub.add_parser("check-data", help="validate a dataset folder and report levels and input/target latency")
+    d.add_argument("folder", help="folder with dataset.json and its WAV pairs")
+    d.add_argument("--max-latency-ms", type=float, default=5.0, help="misalignment beyond this is an error")
     return parser
 
 
@@ -148,7 +172,8 @@ def main(argv=None) -> int:
         if args.command is None:
             from app.gui import run_gui
             return run_gui(screenshot=args.screenshot)
-        return {"pedals": cmd_pedals, "render": cmd_render, "bench": cmd_bench}[args.command](args)
+        return {"pedals": cmd_pedals, "render": cmd_render, "bench": cmd_bench, "train": cmd_train,
+                "check-data": cmd_check_data}[args.command](args)
     except (ValueError, ModelFileError, AudioFileError, OSError) as exc:
         print(f"knobnet: error: {exc}", file=sys.stderr)
         return 1

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from effects.modelfile import shared_path
+from effects.modelfile import RESOURCES_DIR, shared_path
 from effects.pedal import Knob, ModelFileError, Pedal
-from effects.recurrent import StaticHyperGRU
+from effects.recurrent import load_conditioned_gru
 
+SHIPPED_WEIGHTS = RESOURCES_DIR / "od3" / "od3.npz"
 SHARED_CHECKPOINT = ("models", "od3-pyneuralfx", "statichyper_gru_32.pt")
 MODEL_SCALE = 4.0 / 10.0  # panel 0..10 -> training scale 0..4
 
@@ -35,15 +36,15 @@ class OD3(Pedal):
     )
 
     def __init__(self, model_path=None):
+        """model_path: a knobnet conditioned-GRU file (any conditioning) or the pyneuralfx
+        StaticHyper-GRU-32 checkpoint; default: knobnet's shipped student, else the shared teacher."""
         if model_path is None:
-            model_path = shared_path(*SHARED_CHECKPOINT)
+            model_path = SHIPPED_WEIGHTS if SHIPPED_WEIGHTS.is_file() else shared_path(*SHARED_CHECKPOINT)
             if not model_path.is_file():
-                raise ModelFileError(
-                    "no OD-3 weights: knobnet does not ship its own yet; pass model_path=PATH "
-                    "(CLI: --model od3=PATH) or put the shared models folder at "
-                    f"{model_path.parents[2]}")
+                raise ModelFileError(f"no OD-3 weights: {SHIPPED_WEIGHTS} is missing; pass model_path=PATH "
+                                     "(CLI: --model od3=PATH)")
         self.model_path = model_path
-        self.model = StaticHyperGRU.load(model_path)
+        self.model, self.model_meta = load_conditioned_gru(model_path, num_conds=2)
         self._stream = self.model.stream()
         self._cond = np.zeros(2, np.float32)
         super().__init__()
@@ -68,4 +69,4 @@ class OD3(Pedal):
 
     def info(self) -> dict:
         return {"params": self.model.params, "ops_per_sample": self.model.ops_per_sample,
-                "model": f"StaticHyper-GRU-{self.model.hidden_size}", "weights": str(self.model_path)}
+                "model": f"{self.model.kind}-GRU-{self.model.hidden_size}", "weights": str(self.model_path)}

@@ -51,7 +51,7 @@ class StaticHyperGRU:
     Trunk: (n_mlp_blocks - 1) x [Linear, LeakyReLU(0.1)]; heads P_ih, P_hh, P_bih, P_bhh map the
     embedding e to W_ih (C_in, 3H), W_hh (H, 3H) row-major, b_ih and b_hh.
     """
-    kind = "statichyper-gru"
+    kind = "statichyper"
 
     def __init__(self, state: dict[str, np.ndarray]):
         self.trunk = []

@@ -11,6 +11,11 @@ pytestmark = requires_shared
 CHECKPOINT = shared_path("models", "od3-pyneuralfx", "statichyper_gru_32.pt")
 
 
+def teacher(**knobs):
+    """The OD-3 pedal running the shared pyneuralfx checkpoint (not knobnet's shipped student)."""
+    return load_pedal("od3", model_path=CHECKPOINT, **knobs)
+
+
 def reference_sine():
     n = np.arange(4800)
     return (0.5 * np.sin(2 * np.pi * 1000 * n / 48000)).astype(np.float32)
@@ -28,7 +33,7 @@ REFERENCE = {
 def test_reference_vectors(model_knobs):
     d, t = model_knobs
     # panel = model value * 10/4: d=2 -> drive 5, d=4 -> drive 10.
-    pedal = load_pedal("od3", drive=d * 2.5, tone=t * 2.5)
+    pedal = teacher(drive=d * 2.5, tone=t * 2.5)
     y = pedal.process(reference_sine())
     first, rms, mean = REFERENCE[model_knobs]
     # The spec prints 6 decimals: agreement to 1e-5 covers rounding (5e-7) plus float32 (5e-7).
@@ -38,7 +43,7 @@ def test_reference_vectors(model_knobs):
 
 
 def test_reference_tail_and_zero_input():
-    pedal = load_pedal("od3")  # drive 5, tone 5 = model (2, 2)
+    pedal = teacher()  # drive 5, tone 5 = model (2, 2)
     y = pedal.process(reference_sine())
     np.testing.assert_allclose(y[4796:4800], [-0.084816, -0.034470, 0.004295, 0.032542], atol=1e-5)
     pedal.reset()
@@ -46,7 +51,7 @@ def test_reference_tail_and_zero_input():
 
 
 def test_embedding_and_generated_weight_norms():
-    pedal = load_pedal("od3")
+    pedal = teacher()
     e = pedal.model.embedding(pedal.conditioning(5.0, 5.0))
     np.testing.assert_allclose(e, [-0.0328, 0.0647, 0.4244, 0.4916, 0.1368, 0.3040, -0.0219, 0.1068], atol=1e-4)
     from effects.recurrent import GRUWeights
@@ -86,16 +91,16 @@ def test_matches_original_model_at_continuous_knobs(drive, tone):
     from effects.modelfile import read_state_dict
     from tests.conftest import guitar_like
     x = guitar_like(48000, 0.05, seed=3) * 2.0
-    pedal = load_pedal("od3", drive=drive, tone=tone)
+    pedal = teacher(drive=drive, tone=tone)
     expected = original_forward(read_state_dict(CHECKPOINT), x, [drive * 0.4 / 2 - 1, tone * 0.4 / 2 - 1])
     np.testing.assert_allclose(pedal.process(x), expected, atol=1e-5)
 
 
 def test_level_is_unity_at_default_and_an_audio_taper_elsewhere():
     x = reference_sine()
-    base = load_pedal("od3").process(x)
+    base = teacher().process(x)
     for level, gain in ((10.0, 4.0), (2.5, 0.25), (0.0, 0.0)):  # gain = (level/5)^2
-        np.testing.assert_allclose(load_pedal("od3", level=level).process(x), gain * base, atol=1e-6)
+        np.testing.assert_allclose(teacher(level=level).process(x), gain * base, atol=1e-6)
 
 
 def test_more_drive_gives_more_distortion():
@@ -103,7 +108,7 @@ def test_more_drive_gives_more_distortion():
     x = reference_sine() * 0.4
 
     def thd(drive):
-        y = load_pedal("od3", drive=drive).process(np.tile(x, 4))[9600:]
+        y = teacher(drive=drive).process(np.tile(x, 4))[9600:]
         spec = np.abs(np.fft.rfft(y * np.hanning(len(y))))
         k = round(1000 * len(y) / 48000)
         harmonics = sum(spec[m * k - 2:m * k + 3].max() ** 2 for m in range(2, 8))
