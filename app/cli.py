@@ -127,6 +127,14 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_distill(args) -> int:
+    from effects.training.distill import distill
+    folder = distill(args.teacher, args.folder, args.knobs.split(","), train_settings=args.settings,
+                     seconds_per_setting=args.seconds, seed=args.seed, teacher_path=args.model)
+    print(f"wrote a dataset of {args.teacher}'s outputs to {folder}")
+    return 0
+
+
 def cmd_check_data(args) -> int:
     from effects.training.data import check_report, load_dataset
     print(check_report(load_dataset(args.folder, max_latency_ms=args.max_latency_ms)))
@@ -153,6 +161,14 @@ def make_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a conditioned model from a YAML config (see effects/training/train.py)")
     t.add_argument("config", help="training config (YAML)")
     t.add_argument("--resume", action="store_true", help="go on from the run's last checkpoint")
+    s = sub.add_parser("distill", help="make a training dataset by running a teacher model on varied guitar input")
+    s.add_argument("teacher", help="teacher pedal, e.g. od3")
+    s.add_argument("folder", help="dataset folder to write")
+    s.add_argument("--knobs", required=True, help="comma-separated knobs to sample uniformly, e.g. drive,tone")
+    s.add_argument("--model", help="teacher weights file (default: the pedal's default)")
+    s.add_argument("--settings", type=int, default=300, help="training knob settings (default 300)")
+    s.add_argument("--seconds", type=float, default=2.0, help="seconds of audio per setting (default 2)")
+    s.add_argument("--seed", type=int, default=0)
     d = sub.add_parser("check-data", help="validate a dataset folder and report levels and input/target latency")
     d.add_argument("folder", help="folder with dataset.json and its WAV pairs")
     d.add_argument("--max-latency-ms", type=float, default=5.0, help="misalignment beyond this is an error")
@@ -173,7 +189,7 @@ def main(argv=None) -> int:
             from app.gui import run_gui
             return run_gui(screenshot=args.screenshot)
         return {"pedals": cmd_pedals, "render": cmd_render, "bench": cmd_bench, "train": cmd_train,
-                "check-data": cmd_check_data}[args.command](args)
+                "distill": cmd_distill, "check-data": cmd_check_data}[args.command](args)
     except (ValueError, ModelFileError, AudioFileError, OSError) as exc:
         print(f"knobnet: error: {exc}", file=sys.stderr)
         return 1
