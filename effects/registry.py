@@ -7,7 +7,8 @@ from effects.pedal import Pedal
 def _pedal_classes() -> dict[str, type[Pedal]]:
     from effects.od3 import OD3
     from effects.jvm import JVM
-    return {cls.name: cls for cls in (OD3, JVM)}
+    from effects.la2a import LA2A
+    return {cls.name: cls for cls in (OD3, JVM, LA2A)}
 
 
 def list_pedals() -> list[type[Pedal]]:

@@ -7,13 +7,13 @@ tanh(1x1 conv 32 -> 1 + bias).
 
 Streaming: while the conditions stand still BN and FiLM fold into one scale and offset per
 channel, scale = gamma / sqrt(var + eps), offset = beta - scale * mean, recomputed by
-``MicroTCN.film_into`` only when a knob moves. Each block keeps its input history in a mirrored
+``TCNStream.condition`` only when a knob moves. Each block keeps its input history in a mirrored
 ring buffer (every row written twice, N rows apart) so that any window of up to N rows is
 contiguous, and computes only the new samples: no receptive field (13,333 samples for
 TCN-300-C) is recomputed per block. A fresh or reset stream holds the history that silence
 would have left, so from reset the stream equals ``model(concat(zeros(R - 1), x), p)``.
 
-Threads: ``TCNStream.run`` and ``film_into`` run on the audio thread (numba kernels, no
+Threads: ``TCNStream.run`` and ``condition`` run on the audio thread (numba kernels, no
 allocation); loading and ``stream()`` run on the GUI/CLI thread.
 
 [mtcn] C. J. Steinmetz, J. D. Reiss, "Efficient neural networks for real-time modeling of analog
@@ -157,6 +157,14 @@ def _fill_silence(audio, rings, w, scale, offset, slope, res, level):
 
 
 @njit(**_jit)
+def _mix(a, b, mix):
+    """a = (1 - mix) a + mix b in place (exactly b at mix = 1)."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            a[i, j] = (1.0 - mix) * a[i, j] + mix * b[i, j]
+
+
+@njit(**_jit)
 def _film(p, gen_w, gen_b, e0, e1, e2, adapt_w, adapt_b, mean, var, scale, offset):
     """Fold BN and FiLM for conditions p into scale and offset, (blocks, C) each."""
     for j in range(e0.shape[0]):
@@ -223,8 +231,6 @@ class MicroTCN:
         self.receptive_field = 1 + (self.kernel_size - 1) * int(self.dilations.sum())
         self.params = sum(v.size for k, v in state.items()
                           if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
-        self._e = tuple(np.zeros(w.shape[0], f32) for w in self.gen_w)
-        self._p = np.zeros(self.num_conds, f32)
 
     @classmethod
     def load(cls, path, blocks: int = 4, kernel_size: int = 13, dilation_growth: int = 10,
@@ -247,12 +253,6 @@ class MicroTCN:
             raise ModelFileError(f"{path}: weights hold NaN or infinite values")
         return cls(state, dilation_growth)
 
-    def film_into(self, p: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> None:
-        """Folded BN+FiLM for conditions p (num_conds,) into scale, offset (blocks, C); no allocation."""
-        e0, e1, e2 = self._e
-        _film(p, self.gen_w, self.gen_b, e0, e1, e2, self.adapt_w, self.adapt_b,
-              self.bn_mean, self.bn_var, scale, offset)
-
     def stream(self) -> "TCNStream":
         return TCNStream(self)
 
@@ -270,8 +270,7 @@ class TCNStream:
     """Streaming state of one MicroTCN: mirrored ring buffers and the folded conditioning.
 
     Attributes:
-        scale, offset: (blocks, C) folded BN+FiLM the audio uses; written by the owner
-            (``model.film_into``) between ``run`` calls.
+        scale, offset: (blocks, C) folded BN+FiLM the audio uses, set by ``condition``.
     """
 
     def __init__(self, model: MicroTCN):
@@ -286,7 +285,27 @@ class TCNStream:
         self._acc = np.zeros((4, CHANNELS), np.float32)
         self._act = np.zeros((CHUNK, CHANNELS), np.float32)
         self._level = np.zeros((2, CHANNELS), np.float32)
+        self._other = (np.zeros_like(self.scale), np.zeros_like(self.offset))
+        self._e = tuple(np.zeros(w.shape[0], np.float32) for w in model.gen_w)
         self._fresh = True
+
+    def condition(self, p: np.ndarray, p_other: np.ndarray | None = None, mix: float = 0.0) -> None:
+        """Set the conditions: scale and offset for p (num_conds,), float32; no allocation.
+
+        With p_other, the FiLM parameters are interpolated, (1 - mix) FiLM(p) + mix FiLM(p_other),
+        which is how a switch ramps between two trained settings (scale and offset are linear
+        in gamma and beta, so the folded values interpolate alike).
+        """
+        m = self.model
+        e0, e1, e2 = self._e
+        _film(p, m.gen_w, m.gen_b, e0, e1, e2, m.adapt_w, m.adapt_b, m.bn_mean, m.bn_var,
+              self.scale, self.offset)
+        if p_other is not None and mix != 0.0:
+            scale, offset = self._other
+            _film(p_other, m.gen_w, m.gen_b, e0, e1, e2, m.adapt_w, m.adapt_b, m.bn_mean, m.bn_var,
+                  scale, offset)
+            _mix(self.scale, scale, mix)
+            _mix(self.offset, offset, mix)
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
         """Stream x (T,) float32 into out (T,) (may be x); a fresh stream starts from silence."""

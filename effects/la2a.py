@@ -1,0 +1,137 @@
+"""Teletronix LA-2A leveling amplifier: a FiLM-conditioned causal micro-TCN trained on a real LA-2A.
+
+Runs on the audio thread (``_run``; ``_configure`` at control ticks); loading and
+``static_curve`` run on the GUI/CLI thread (``static_curve`` on private buffers, never touching
+the audio state); ``gain_reduction_db`` may be read from any thread.
+
+The model ([mtcn] TCN-300-C, spec section 6) sees p = (limit, peak_reduction / 100). The mode
+switch ramps like any knob: between compress (0) and limit (1) the FiLM parameters are
+interpolated, so at either position the model is exactly the trained one. Gain is not modelled:
+it is an output make-up gain of 0.4 dB per step, unity at its default of 50 (-20..+20 dB).
+
+Latency: the model was trained with each output one sample behind its newest input (spec
+section 6, alignment quirk), so its output at sample t estimates the LA-2A's output at t - 1:
+one sample of latency, which ``latency_samples`` declares.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from effects.modelfile import shared_path
+from effects.pedal import Knob, ModelFileError, Pedal
+from effects.tcn import MicroTCN
+
+SHARED_MODEL = ("models", "la2a-microtcn", "traced_3-uTCN-300__causal__4-10-13__fraction-1.0-bs32.pt")
+MAKEUP_DB_PER_STEP = 0.4  # gain knob: (gain - 50) * 0.4 dB
+VU_MS = 300.0  # meter reaches 99 % of a step (in power) after this long, as a VU meter
+METER_FLOOR = 1e-6  # mean-square floor (-60 dBFS): silence reads 0 dB of gain reduction
+STATIC_TONE_HZ = 1000.0
+STATIC_MEASURE_SAMPLES = 4410  # 100 periods of 1 kHz at 44.1 kHz
+
+
+def makeup_gain(gain: float) -> float:
+    """Linear output gain of the gain knob: 10 ** ((gain - 50) * 0.4 / 20)."""
+    return 10.0 ** ((gain - 50.0) * MAKEUP_DB_PER_STEP / 20.0)
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def _mean_square(x, state, i, coef):
+    """One-pole mean square of x into state[i]: s += (1 - coef) (x^2 - s) per sample."""
+    s = state[i]
+    for t in range(x.shape[0]):
+        s += (1.0 - coef) * (x[t] * x[t] - s)
+    state[i] = s
+
+
+class LA2A(Pedal):
+    name = "la2a"
+    description = "Teletronix LA-2A leveling amplifier (micro-TCN trained on real LA-2A recordings)"
+    sample_rate = 44100
+    latency_samples = 1
+    knobs = (
+        Knob("peak_reduction", 0.0, 100.0, 50.0),
+        Knob("gain", 0.0, 100.0, 50.0),
+        Knob("mode", 0.0, 1.0, 0.0, choices=("compress", "limit")),
+    )
+
+    def __init__(self, model_path=None):
+        if model_path is None:
+            model_path = shared_path(*SHARED_MODEL)
+            if not model_path.is_file():
+                raise ModelFileError(
+                    "no LA-2A weights: knobnet does not ship its own yet; pass model_path=PATH "
+                    "(CLI: --model la2a=PATH) or put the shared models folder at "
+                    f"{model_path.parents[2]}")
+        self.model_path = model_path
+        self.model = MicroTCN.load(model_path)
+        self._stream = self.model.stream()
+        self._p = np.zeros((2, 2), np.float32)  # conditions at compress and at limit
+        self._p[1, 0] = 1.0
+        self._meter = np.zeros(2, np.float64)  # mean squares of input and model output
+        tau_samples = VU_MS * 1e-3 * self.sample_rate / math.log(100.0)
+        self._meter_coef = math.exp(-1.0 / tau_samples)
+        super().__init__()
+
+    # ---- audio thread ----
+    def _configure(self, values):
+        self._p[:, 1] = values[0] / 100.0
+        self._stream.condition(self._p[0], self._p[1], float(values[2]))
+
+    def _output_gain(self, values):
+        return makeup_gain(values[1])
+
+    def _run(self, x, out):
+        _mean_square(x, self._meter, 0, self._meter_coef)  # before: out may be x
+        self._stream.run(x, out)
+        _mean_square(out, self._meter, 1, self._meter_coef)
+
+    def _reset_state(self):
+        self._stream.reset()
+        self._meter[:] = 0.0
+
+    # ---- metering (any thread) ----
+    @property
+    def gain_reduction_db(self) -> float:
+        """Model output level relative to input level in dB (negative while compressing), with
+        VU-like ballistics (~300 ms); make-up gain is not included."""
+        return 10.0 * math.log10((self._meter[1] + METER_FLOOR) / (self._meter[0] + METER_FLOOR))
+
+    def static_curve(self, input_levels_db) -> np.ndarray:
+        """Output level against input level of a steady 1 kHz tone, at the knob targets.
+
+        Levels are dB of a sine's peak re full scale (a full-scale sine is 0 dB); the output
+        level is that of its mean-removed RMS, sqrt(2) RMS, make-up gain included. Each level
+        runs the model from silence for one receptive field, then measures 100 periods.
+        Runs on private buffers (a few tenths of a second per level); the audio state is untouched.
+
+        Args:
+            input_levels_db: (L,) input levels in dB.
+        Returns:
+            (L,) output levels in dB.
+        """
+        levels = np.asarray(input_levels_db, np.float64).reshape(-1)
+        values = self._target.copy()
+        stream = self.model.stream()
+        p = np.array([[0.0, values[0] / 100.0], [1.0, values[0] / 100.0]], np.float32)
+        stream.condition(p[0], p[1], float(values[2]))
+        settle = self.model.receptive_field - 1
+        t = np.arange(settle + STATIC_MEASURE_SAMPLES)
+        tone = np.sin(2 * np.pi * STATIC_TONE_HZ / self.sample_rate * t)
+        y = np.empty(t.size, np.float32)
+        out_db = np.empty_like(levels)
+        for i, level_db in enumerate(levels):
+            stream.reset()
+            stream.run((10.0 ** (level_db / 20.0) * tone).astype(np.float32), y)
+            tail = y[settle:].astype(np.float64)
+            rms = np.sqrt(np.mean((tail - tail.mean()) ** 2))
+            out_db[i] = 20.0 * np.log10(max(rms * math.sqrt(2.0), 1e-12))
+        return out_db + 20.0 * math.log10(makeup_gain(values[1]))
+
+    # ---- information ----
+    def info(self) -> dict:
+        return {"params": self.model.params, "ops_per_sample": self.model.ops_per_sample,
+                "model": "micro-TCN TCN-300-C (FiLM)", "receptive_field": self.model.receptive_field,
+                "weights": str(self.model_path)}
