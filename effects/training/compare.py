@@ -1,0 +1,91 @@
+"""The conditioning-method comparison: ``python -m effects.training.compare``.
+
+Runs on the CLI thread. For each trained OD-3 student (the configs in resources/training/od3-*.yaml,
+trained with ``knobnet train``), plays the student and the real-OD-3 teacher as pedals over clean DI
+that no student trained on, at knob settings the students saw in training and at settings they
+never saw, and tabulates params, ops/sample, real-time factor and ESR against the teacher.
+Writes docs/conditioning.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+import numpy as np
+
+from app.bench import real_time_factor
+from effects import load_pedal
+from effects.audio_io import read_mono
+from effects.modelfile import shared_path
+from effects.training.distill import HELD_OUT_DI
+from effects.training.losses import metrics
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TEACHER = shared_path("models", "od3-pyneuralfx", "statichyper_gru_32.pt")
+
+
+def esr_against_teacher(student_path, settings, clips) -> float:
+    """Mean ESR of the student pedal against the teacher pedal over settings x clips."""
+    values = []
+    for knobs in settings:
+        for x in clips:
+            teacher = load_pedal("od3", model_path=TEACHER, **knobs)
+            student = load_pedal("od3", model_path=student_path, **knobs)
+            values.append(metrics(student.process(x), teacher.process(x))["esr"])
+    return float(np.mean(values))
+
+
+def compare(dataset=ROOT / "out" / "datasets" / "od3", runs=ROOT / "out" / "train", methods=("concat", "film", "statichyper")):
+    desc = json.loads((pathlib.Path(dataset) / "dataset.json").read_text())
+    seen = [p["knobs"] for p in desc["pairs"] if p.get("split") == "train"][:8]
+    unseen = [p["knobs"] for p in desc["pairs"] if p.get("split") == "test"][:8]
+    clips = [read_mono(shared_path("data", rel), 48000).samples for rel in HELD_OUT_DI]
+    rows = []
+    for label, path in [("teacher: StaticHyper-GRU-32 (pyneuralfx)", TEACHER)] + [
+            (f"{m}-GRU-32 (knobnet student)", pathlib.Path(runs) / f"od3-{m}" / "model.npz") for m in methods]:
+        if not pathlib.Path(path).is_file():
+            rows.append({"model": label, "missing": str(path)})
+            continue
+        pedal = load_pedal("od3", model_path=path)
+        info = pedal.info()
+        row = {"model": label, "params": info["params"], "ops_per_sample": info["ops_per_sample"],
+               "rtf_128": real_time_factor(pedal, 48000, 128, 2.0)}
+        if path != TEACHER:
+            row["esr_seen"] = esr_against_teacher(path, seen, clips)
+            row["esr_unseen"] = esr_against_teacher(path, unseen, clips)
+        rows.append(row)
+    return rows
+
+
+def markdown(rows) -> str:
+    lines = ["# Conditioning methods on the same OD-3 data", "",
+             "Students of the real-OD-3 teacher, all GRU-32, trained on the same distilled dataset "
+             "(`knobnet distill`, 300 settings x 2 s) with the same recipe (resources/training/od3-*.yaml). "
+             "ESR is against the teacher, on clean DI no student trained on "
+             f"({', '.join(HELD_OUT_DI)}), at 8 knob settings seen in training and 8 never seen. "
+             "Real-time factor: one thread, 48 kHz, 128-sample blocks, as `knobnet bench`.", "",
+             "| model | params | ops/sample | RTF @128 | ESR seen | ESR unseen |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if "missing" in r:
+            lines.append(f"| {r['model']} | not trained ({r['missing']}) | | | | |")
+            continue
+        esr = (f"{r['esr_seen']:.4f} | {r['esr_unseen']:.4f}" if "esr_seen" in r else "(reference) | (reference)")
+        lines.append(f"| {r['model']} | {r['params']:,} | {r['ops_per_sample']:,} | {r['rtf_128']:.1f}x | {esr} |")
+    lines += ["", "Reproduce: `python -m effects.training.compare` (after training the three configs).", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "conditioning.md"))
+    args = parser.parse_args(argv)
+    rows = compare()
+    text = markdown(rows)
+    pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
