@@ -29,7 +29,7 @@ from effects.modelfile import read_state_dict, require_keys
 from effects.pedal import ModelFileError
 
 CHANNELS = 32  # compile-time constant: the inner loop over output channels then vectorizes fully
-CHUNK = 2048  # most samples computed per pass through the blocks
+CHUNK = 128  # most samples computed per pass through the blocks (see _block)
 BN_EPS = 1e-5
 TANH_FLOPS = 30  # flops counted per tanh, as for the recurrent models
 
@@ -37,65 +37,49 @@ _jit = dict(nogil=True, fastmath=True, cache=True, error_model="numpy")
 
 
 @njit(**_jit)
-def _block(src, row0, n, dilation, w, scale, offset, slope, res, acc, act):
-    """One TCN block over n new samples, four time steps at a time.
+def _block(src, row0, n, dilation, w, scale, offset, slope, res, tap, act):
+    """One TCN block over n new samples: one small matrix product per tap, then the epilogue.
 
-    act[t, c] = PReLU(scale[c] * sum_{k, i} w[k, i, c] src[row0 + t - (K-1-k) d, i] + offset[c])
+    act[t, c] = PReLU(scale[c] * sum_{k, i} src[row0 + t - (K-1-k) d, i] w[k, i, c] + offset[c])
     + res[c] * src[row0 + t - 1, i_c], with i_c = c (grouped residual) or 0 (one input channel).
+    The products go to BLAS sgemm through ``np.dot`` (no allocation); n <= CHUNK keeps each
+    one small enough that OpenBLAS runs it on the calling thread.
 
     Args:
         src: (rows, C_in) input history, row0 + t being the newest input of output t.
         row0: row of the first new sample; n: number of new samples; dilation: d.
         w: (K, C_in, C) taps, tap K-1 on the newest sample.
         scale, offset, slope, res: (C,) folded BN+FiLM, PReLU slopes, residual weights.
-        acc: (4, C) scratch.
+        tap: (>= n, C) scratch for one tap's product.
         act: (>= n, C) output.
     """
     K = w.shape[0]
     cin = w.shape[1]
-    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
-    t = 0
-    while t < n:
-        tile = 4 if n - t >= 4 else 1
+    conv = act[:n]
+    part = tap[:n]
+    for k in range(K):
+        row = row0 - (K - 1 - k) * dilation
+        if k == 0:
+            np.dot(src[row:row + n], w[k], conv)
+        else:
+            np.dot(src[row:row + n], w[k], part)
+            for t in range(n):
+                ct = conv[t]
+                pt = part[t]
+                for c in range(CHANNELS):
+                    ct[c] += pt[c]
+    for t in range(n):
+        prev = src[row0 + t - 1]
+        out = conv[t]
         for c in range(CHANNELS):
-            a0[c] = 0.0
-            a1[c] = 0.0
-            a2[c] = 0.0
-            a3[c] = 0.0
-        for k in range(K):
-            row = row0 + t - (K - 1 - k) * dilation
-            if tile == 4:
-                x0, x1, x2, x3 = src[row], src[row + 1], src[row + 2], src[row + 3]
-                for i in range(cin):
-                    v0, v1, v2, v3 = x0[i], x1[i], x2[i], x3[i]
-                    wi = w[k, i]
-                    for c in range(CHANNELS):
-                        wc = wi[c]
-                        a0[c] += v0 * wc
-                        a1[c] += v1 * wc
-                        a2[c] += v2 * wc
-                        a3[c] += v3 * wc
-            else:
-                x0 = src[row]
-                for i in range(cin):
-                    v0 = x0[i]
-                    wi = w[k, i]
-                    for c in range(CHANNELS):
-                        a0[c] += v0 * wi[c]
-        for j in range(tile):
-            aj = acc[j]
-            prev = src[row0 + t + j - 1]
-            out = act[t + j]
-            for c in range(CHANNELS):
-                v = scale[c] * aj[c] + offset[c]
-                if v < 0.0:
-                    v *= slope[c]
-                out[c] = v + res[c] * prev[c if cin > 1 else 0]
-        t += tile
+            v = scale[c] * out[c] + offset[c]
+            if v < 0.0:
+                v *= slope[c]
+            out[c] = v + res[c] * prev[c if cin > 1 else 0]
 
 
 @njit(**_jit)
-def _run(x, y, audio, rings, pos, w0, w, dilations, scale, offset, slope, res, w_out, b_out, acc, act):
+def _run(x, y, audio, rings, pos, w0, w, dilations, scale, offset, slope, res, w_out, b_out, tap, act):
     """Stream x through the TCN into y; see ``TCNStream`` for the buffers."""
     size = audio.shape[0] // 2
     history = size - CHUNK
@@ -109,14 +93,14 @@ def _run(x, y, audio, rings, pos, w0, w, dilations, scale, offset, slope, res, w
             r = (wpos + t) % size
             audio[r, 0] = x[start + t]
             audio[r + size, 0] = x[start + t]
-        _block(audio, row0, n, dilations[0], w0, scale[0], offset[0], slope[0], res[0], acc, act)
+        _block(audio, row0, n, dilations[0], w0, scale[0], offset[0], slope[0], res[0], tap, act)
         for b in range(1, blocks):
             ring = rings[b - 1]
             for t in range(n):
                 r = (wpos + t) % size
                 ring[r] = act[t]
                 ring[r + size] = act[t]
-            _block(ring, row0, n, dilations[b], w[b - 1], scale[b], offset[b], slope[b], res[b], acc, act)
+            _block(ring, row0, n, dilations[b], w[b - 1], scale[b], offset[b], slope[b], res[b], tap, act)
         for t in range(n):
             a = act[t]
             s = b_out
@@ -282,7 +266,7 @@ class TCNStream:
         self.scale = np.zeros((blocks, CHANNELS), np.float32)
         self.offset = np.zeros((blocks, CHANNELS), np.float32)
         self._pos = np.zeros(1, np.int64)
-        self._acc = np.zeros((4, CHANNELS), np.float32)
+        self._tap = np.zeros((CHUNK, CHANNELS), np.float32)
         self._act = np.zeros((CHUNK, CHANNELS), np.float32)
         self._level = np.zeros((2, CHANNELS), np.float32)
         self._other = (np.zeros_like(self.scale), np.zeros_like(self.offset))
@@ -315,7 +299,7 @@ class TCNStream:
                           self._level)
             self._fresh = False
         _run(x, out, self.audio, self.rings, self._pos, m.w0, m.w, m.dilations, self.scale, self.offset,
-             m.slope, m.res, m.w_out, m.b_out, self._acc, self._act)
+             m.slope, m.res, m.w_out, m.b_out, self._tap, self._act)
 
     def reset(self) -> None:
         """Forget the signal: the next ``run`` starts from the history silence leaves at the
