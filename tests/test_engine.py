@@ -1,0 +1,135 @@
+"""The engine without a device: process_block, rings, file player, rack swap, recorder, render."""
+import numpy as np
+import pytest
+import soundfile as sf
+
+from app.board import Board
+from app.engine import AudioSettings, Engine, FilePlayer, NullStream, Recorder, Ring, render_board
+from conftest import guitar_like
+
+
+@pytest.fixture
+def board():
+    b = Board(48000)
+    b.add("jvm")
+    return b
+
+
+def test_ring_returns_newest_samples_across_the_wrap():
+    ring = Ring(8)
+    ring.write(np.arange(6, dtype=np.float32))
+    ring.write(np.arange(6, 11, dtype=np.float32))  # wraps: buffer holds 3..10
+    np.testing.assert_array_equal(ring.latest(4), [7, 8, 9, 10])
+    got, pos = ring.since(8)
+    np.testing.assert_array_equal(got, [8, 9, 10])
+    assert pos == 11
+
+
+def test_file_player_loops_and_stops():
+    player = FilePlayer(np.arange(5, dtype=np.float32))
+    out = np.zeros(7, np.float32)
+    player.read(out)
+    np.testing.assert_array_equal(out, [0, 1, 2, 3, 4, 0, 1])
+    player.loop = False
+    player.read(out)
+    np.testing.assert_array_equal(out, [2, 3, 4, 0, 0, 0, 0])
+    assert not player.playing
+
+
+def test_empty_board_passes_the_clip_with_input_gain_and_volume():
+    engine = Engine(Board(48000).rack(), 48000)
+    engine.set_player(FilePlayer(np.full(256, 0.25, np.float32)))
+    engine.input_gain[:] = 2.0  # already settled: no ramp
+    engine.output_volume[:] = 0.5
+    out = np.zeros(128, np.float32)
+    engine.process_block(None, out)
+    np.testing.assert_allclose(out, 0.25)  # 0.25 * 2 * 0.5
+    assert engine.read_peaks() == (0.5, 0.25)
+    assert engine.read_peaks() == (0.0, 0.0)  # reading clears them
+
+
+def test_clip_counter_counts_full_scale_blocks():
+    engine = Engine(Board(48000).rack(), 48000)
+    engine.set_player(FilePlayer(np.full(256, 1.0, np.float32)))
+    out = np.zeros(128, np.float32)
+    engine.process_block(None, out)
+    assert list(engine.clips) == [1, 1]
+
+
+def test_rack_swap_fades_out_then_in_without_a_step():
+    x = np.full(48000, 0.5, np.float32)
+    engine = Engine(Board(48000).rack(), 48000)
+    engine.set_player(FilePlayer(x))
+    engine.stream = object()  # as if running: swaps go through the callback
+    out = np.zeros(128, np.float32)
+    engine.process_block(None, out)
+    engine.set_rack(Board(48000).rack())
+    a, b = np.zeros(128, np.float32), np.zeros(128, np.float32)
+    engine.process_block(None, a)
+    engine.process_block(None, b)
+    # a fades 0.5 -> 0 (0.5 * (1 - i/128)), b fades 0 -> 0.5 (0.5 * i/128): steps of 0.5/128 at most.
+    np.testing.assert_allclose(a, 0.5 * (1 - np.arange(128) / 128), atol=1e-6)
+    np.testing.assert_allclose(b, 0.5 * np.arange(128) / 128, atol=1e-6)
+    assert engine._next_rack is None
+
+
+def test_callback_counts_callbacks_and_status_as_xruns(board):
+    engine = Engine(board.rack(), 48000)
+    out = np.zeros((64, 2), np.float32)
+    engine._output_callback(out, 64, None, "")
+    engine._output_callback(out, 64, None, "output underflow")
+    stats = engine.callback_stats()
+    assert stats["callbacks"] == 2 and stats["xruns"] == 1 and stats["p99_ms"] > 0
+
+
+def test_null_stream_runs_in_real_time_without_a_device(board):
+    engine = Engine(board.rack(), 48000)
+    engine.set_player(FilePlayer(guitar_like(48000, 1.0)))
+    engine.start(AudioSettings(block_size=256), use_device=False)
+    assert isinstance(engine.stream, NullStream)
+    import time
+    time.sleep(0.5)
+    engine.stop()
+    # 0.5 s is ~94 blocks of 256; allow a slow, shared machine a wide margin.
+    assert 20 <= engine.callbacks[0] <= 120
+    assert np.abs(engine.scope_out.latest(4096)).max() > 0
+
+
+def test_recorder_writes_what_the_board_played(tmp_path, board):
+    engine = Engine(board.rack(), 48000)
+    engine.set_player(FilePlayer(guitar_like(48000, 0.1)))
+    rec = Recorder(engine, tmp_path / "take.wav")
+    out = np.zeros(128, np.float32)
+    played = []
+    for _ in range(10):
+        engine.process_block(None, out)
+        played.append(out.copy())
+    rec.close()
+    y, rate = sf.read(tmp_path / "take.wav", dtype="float32")
+    assert rate == 48000
+    np.testing.assert_array_equal(y, np.concatenate(played))
+
+
+def test_render_board_matches_the_board_and_skips_bypassed(tmp_path, board):
+    from effects import Chain, load_pedal
+    from effects.render import render
+    x = guitar_like(48000, 0.3)
+    sf.write(tmp_path / "in.wav", x, 48000, subtype="FLOAT")
+    board.slots[0].pedal.set_knobs(gain=7)
+    board.add("jvm")
+    board.set_bypass(1, True)
+    calls = []
+    render_board(board, tmp_path / "in.wav", tmp_path / "out.wav", progress=lambda d, t, e: calls.append(d))
+    y, _ = sf.read(tmp_path / "out.wav", dtype="float32")
+    expected = render(Chain([load_pedal("jvm", gain=7)], sample_rate=48000), x)
+    np.testing.assert_allclose(y, expected, atol=1e-6)
+    assert calls and calls[-1] >= x.size
+
+
+def test_settings_are_remembered(tmp_path, monkeypatch):
+    monkeypatch.setenv("KNOBNET_CONFIG_DIR", str(tmp_path))
+    assert AudioSettings.load() == AudioSettings()
+    AudioSettings(output_device="dummy", sample_rate=44100, block_size=256, source="file").save()
+    assert AudioSettings.load() == AudioSettings(None, "dummy", 44100, 256, "file")
+    (tmp_path / "audio.json").write_text("{corrupt")
+    assert AudioSettings.load() == AudioSettings()
