@@ -6,7 +6,8 @@ the audio state); ``gain_reduction_db`` may be read from any thread.
 
 The model ([mtcn] TCN-300-C, spec section 6) sees p = (limit, peak_reduction / 100). The mode
 switch ramps like any knob: between compress (0) and limit (1) the FiLM parameters are
-interpolated, so at either position the model is exactly the trained one. Gain is not modelled:
+interpolated, so at either position the model is exactly the trained one. While knobs move, the
+folded FiLM parameters also ramp per sample between control ticks, so there are no steps. Gain is not modelled:
 it is an output make-up gain of 0.4 dB per step, unity at its default of 50 (-20..+20 dB).
 
 Latency: the model was trained with each output one sample behind its newest input (spec
@@ -78,7 +79,7 @@ class LA2A(Pedal):
     # ---- audio thread ----
     def _configure(self, values):
         self._p[:, 1] = values[0] / 100.0
-        self._stream.condition(self._p[0], self._p[1], float(values[2]))
+        self._stream.condition(self._p[0], self._p[1], float(values[2]), ramp_samples=self.control_period)
 
     def _output_gain(self, values):
         return makeup_gain(values[1])

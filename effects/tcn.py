@@ -37,11 +37,14 @@ _jit = dict(nogil=True, fastmath=True, cache=True, error_model="numpy")
 
 
 @njit(**_jit)
-def _block(src, row0, n, dilation, w, scale, offset, slope, res, tap, act):
+def _block(src, row0, n, dilation, w, scale, offset, scale_from, offset_from, ramp_done, ramp_len,
+           slope, res, tap, act):
     """One TCN block over n new samples: one small matrix product per tap, then the epilogue.
 
     act[t, c] = PReLU(scale[c] * sum_{k, i} src[row0 + t - (K-1-k) d, i] w[k, i, c] + offset[c])
     + res[c] * src[row0 + t - 1, i_c], with i_c = c (grouped residual) or 0 (one input channel).
+    While a ramp runs, scale and offset move linearly from their ``_from`` values, reaching the
+    targets exactly at sample ramp_len of the ramp.
     The products go to BLAS sgemm through ``np.dot`` (no allocation); n <= CHUNK keeps each
     one small enough that OpenBLAS runs it on the calling thread.
 
@@ -49,7 +52,9 @@ def _block(src, row0, n, dilation, w, scale, offset, slope, res, tap, act):
         src: (rows, C_in) input history, row0 + t being the newest input of output t.
         row0: row of the first new sample; n: number of new samples; dilation: d.
         w: (K, C_in, C) taps, tap K-1 on the newest sample.
-        scale, offset, slope, res: (C,) folded BN+FiLM, PReLU slopes, residual weights.
+        scale, offset: (C,) folded BN+FiLM targets; scale_from, offset_from: (C,) at ramp start.
+        ramp_done, ramp_len: samples of the ramp already run, and its length (0: no ramp).
+        slope, res: (C,) PReLU slopes, residual weights.
         tap: (>= n, C) scratch for one tap's product.
         act: (>= n, C) output.
     """
@@ -71,44 +76,58 @@ def _block(src, row0, n, dilation, w, scale, offset, slope, res, tap, act):
     for t in range(n):
         prev = src[row0 + t - 1]
         out = conv[t]
+        ramping = ramp_done + t + 1 < ramp_len
+        f = np.float32((ramp_done + t + 1) / ramp_len) if ramping else np.float32(1.0)
         for c in range(CHANNELS):
-            v = scale[c] * out[c] + offset[c]
+            sc = scale[c]
+            of = offset[c]
+            if ramping:
+                sc = (1 - f) * scale_from[c] + f * sc
+                of = (1 - f) * offset_from[c] + f * of
+            v = sc * out[c] + of
             if v < 0.0:
                 v *= slope[c]
             out[c] = v + res[c] * prev[c if cin > 1 else 0]
 
 
 @njit(**_jit)
-def _run(x, y, audio, rings, pos, w0, w, dilations, scale, offset, slope, res, w_out, b_out, tap, act):
+def _run(x, y, audio, rings, pos, w0, w, dilations, scale, offset, start, ramp, slope, res, w_out, b_out,
+         tap, act):
     """Stream x through the TCN into y; see ``TCNStream`` for the buffers."""
     size = audio.shape[0] // 2
     history = size - CHUNK
     blocks = dilations.shape[0]
     wpos = pos[0]
-    start = 0
-    while start < x.shape[0]:
-        n = min(CHUNK, x.shape[0] - start)
+    begin = 0
+    while begin < x.shape[0]:
+        n = min(CHUNK, x.shape[0] - begin)
         row0 = wpos if wpos >= history else wpos + size  # rows row0 - history .. row0 + n - 1 are valid
         for t in range(n):
             r = (wpos + t) % size
-            audio[r, 0] = x[start + t]
-            audio[r + size, 0] = x[start + t]
-        _block(audio, row0, n, dilations[0], w0, scale[0], offset[0], slope[0], res[0], tap, act)
+            audio[r, 0] = x[begin + t]
+            audio[r + size, 0] = x[begin + t]
+        _block(audio, row0, n, dilations[0], w0, scale[0], offset[0], start[0, 0], start[1, 0],
+               ramp[0], ramp[1], slope[0], res[0], tap, act)
         for b in range(1, blocks):
             ring = rings[b - 1]
             for t in range(n):
                 r = (wpos + t) % size
                 ring[r] = act[t]
                 ring[r + size] = act[t]
-            _block(ring, row0, n, dilations[b], w[b - 1], scale[b], offset[b], slope[b], res[b], tap, act)
+            _block(ring, row0, n, dilations[b], w[b - 1], scale[b], offset[b], start[0, b], start[1, b],
+                   ramp[0], ramp[1], slope[b], res[b], tap, act)
         for t in range(n):
             a = act[t]
             s = b_out
             for c in range(CHANNELS):
                 s += w_out[c] * a[c]
-            y[start + t] = tanh32(s)
+            y[begin + t] = tanh32(s)
         wpos = (wpos + n) % size
-        start += n
+        begin += n
+        ramp[0] += n
+        if ramp[0] >= ramp[1]:
+            ramp[0] = 0
+            ramp[1] = 0
     pos[0] = wpos
 
 
@@ -138,6 +157,17 @@ def _fill_silence(audio, rings, w, scale, offset, slope, res, level):
                 v *= slope[b, c]
             nxt[c] = v + res[b, c] * cur[c]
         cur[:] = nxt
+
+
+@njit(**_jit)
+def _ramp_from_here(start, scale, offset, ramp):
+    """Start a new ramp from where the current one stands: start = (scale, offset) now."""
+    done, length = ramp[0], ramp[1]
+    f = np.float32(done / length) if done < length else np.float32(1.0)
+    for b in range(scale.shape[0]):
+        for c in range(scale.shape[1]):
+            start[0, b, c] = (1 - f) * start[0, b, c] + f * scale[b, c]
+            start[1, b, c] = (1 - f) * start[1, b, c] + f * offset[b, c]
 
 
 @njit(**_jit)
@@ -270,17 +300,27 @@ class TCNStream:
         self._act = np.zeros((CHUNK, CHANNELS), np.float32)
         self._level = np.zeros((2, CHANNELS), np.float32)
         self._other = (np.zeros_like(self.scale), np.zeros_like(self.offset))
+        self._start = np.zeros((2, blocks, CHANNELS), np.float32)  # scale, offset at ramp start
+        self._ramp = np.zeros(2, np.int64)  # samples run, ramp length
         self._e = tuple(np.zeros(w.shape[0], np.float32) for w in model.gen_w)
         self._fresh = True
 
-    def condition(self, p: np.ndarray, p_other: np.ndarray | None = None, mix: float = 0.0) -> None:
+    def condition(self, p: np.ndarray, p_other: np.ndarray | None = None, mix: float = 0.0,
+                  ramp_samples: int = 0) -> None:
         """Set the conditions: scale and offset for p (num_conds,), float32; no allocation.
 
         With p_other, the FiLM parameters are interpolated, (1 - mix) FiLM(p) + mix FiLM(p_other),
         which is how a switch ramps between two trained settings (scale and offset are linear
-        in gamma and beta, so the folded values interpolate alike).
+        in gamma and beta, so the folded values interpolate alike). With ramp_samples, the
+        stream moves from its current scale and offset to the new ones linearly over the next
+        ramp_samples samples it runs (a fresh stream takes them at once).
         """
         m = self.model
+        if ramp_samples > 0 and not self._fresh:
+            _ramp_from_here(self._start, self.scale, self.offset, self._ramp)
+            self._ramp[0], self._ramp[1] = 0, ramp_samples
+        else:
+            self._ramp[:] = 0
         e0, e1, e2 = self._e
         _film(p, m.gen_w, m.gen_b, e0, e1, e2, m.adapt_w, m.adapt_b, m.bn_mean, m.bn_var,
               self.scale, self.offset)
@@ -299,10 +339,11 @@ class TCNStream:
                           self._level)
             self._fresh = False
         _run(x, out, self.audio, self.rings, self._pos, m.w0, m.w, m.dilations, self.scale, self.offset,
-             m.slope, m.res, m.w_out, m.b_out, self._tap, self._act)
+             self._start, self._ramp, m.slope, m.res, m.w_out, m.b_out, self._tap, self._act)
 
     def reset(self) -> None:
         """Forget the signal: the next ``run`` starts from the history silence leaves at the
         conditioning in force then."""
         self._pos[0] = 0
+        self._ramp[:] = 0
         self._fresh = True
