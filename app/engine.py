@@ -236,7 +236,11 @@ class Engine:
         return self.status
 
     def _start_device(self, settings: AudioSettings) -> None:
+        import sys
         import sounddevice as sd
+        # The callback needs the GIL within a block (2.7 ms at 128/48 kHz); Python's default
+        # switch interval (5 ms) lets the GUI thread hold it longer than that.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         devices = sd.query_devices()
         if not any(d["max_output_channels"] > 0 for d in devices):
             raise RuntimeError("no output device")
