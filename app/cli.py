@@ -117,7 +117,8 @@ def cmd_bench(args) -> int:
 
 def cmd_train(args) -> int:
     from effects.training.train import train
-    report = train(args.config, resume=args.resume, log=lambda msg: print(msg, file=sys.stderr))
+    report = train(args.config, resume=args.resume or args.finish, finish_now=args.finish,
+                   log=lambda msg: print(msg, file=sys.stderr))
     if report is not None:
         out = report["config"]["out"]
         mean = report["test_mean"]
@@ -161,6 +162,7 @@ def make_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a conditioned model from a YAML config (see effects/training/train.py)")
     t.add_argument("config", help="training config (YAML)")
     t.add_argument("--resume", action="store_true", help="go on from the run's last checkpoint")
+    t.add_argument("--finish", action="store_true", help="stop here: export and report the best weights of the last checkpoint")
     s = sub.add_parser("distill", help="make a training dataset by running a teacher model on varied guitar input")
     s.add_argument("teacher", help="teacher pedal, e.g. od3")
     s.add_argument("folder", help="dataset folder to write")

@@ -144,10 +144,12 @@ def streaming_rtf(twin, sample_rate: int, block_size: int = 128, seconds: float 
     return seconds / (time.perf_counter() - t0)
 
 
-def train(config_path, resume: bool = False, log=print, steps_this_run: int | None = None) -> dict | None:
+def train(config_path, resume: bool = False, log=print, steps_this_run: int | None = None,
+          finish_now: bool = False) -> dict | None:
     """Train per the config; returns the report dict (also written to out/report.json).
 
     steps_this_run stops early with a checkpoint (returns None); ``resume`` goes on from it.
+    finish_now (with resume) skips further training: export and report the best weights so far.
     """
     cfg = load_config(config_path)
     tc, dc = cfg["train"], cfg["data"]
@@ -199,7 +201,7 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
                     "sched": sched.state_dict(), "rng": sampler.rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "state": state}, ckpt_path)
     with Progress(tc["steps"], f"training {cfg['name']}", "steps") as bar:
-        while state["step"] < tc["steps"] and state["bad"] < tc["early_stop"]:
+        while state["step"] < tc["steps"] and state["bad"] < tc["early_stop"] and not finish_now:
             x, y, c = sampler.batch(tc["batch_size"])
             loss = loss_fn(model(x, c)[:, warmup:], y[:, warmup:])
             opt.zero_grad()
