@@ -277,13 +277,19 @@ class Engine:
     # ---- audio thread ----
     def _duplex_callback(self, indata, outdata, frames, time_info, status):
         if status:
-            self.xruns[0] += 1
+            self._count_xrun(status)
         self._callback_body(indata[:, 0], outdata, frames)
 
     def _output_callback(self, outdata, frames, time_info, status):
         if status:
-            self.xruns[0] += 1
+            self._count_xrun(status)
         self._callback_body(None, outdata, frames)
+
+    def _count_xrun(self, status) -> None:
+        """Count a block the device reported as under- or overflowing (priming is not an xrun)."""
+        if isinstance(status, str) or (status.output_underflow or status.input_overflow
+                                       or status.input_underflow or status.output_overflow):
+            self.xruns[0] += 1
 
     def _callback_body(self, indata, outdata, frames):
         t0 = time.perf_counter()

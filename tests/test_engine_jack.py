@@ -29,21 +29,22 @@ def jackd():
     exe = shutil.which("jackd")
     if exe is None:
         pytest.skip("jackd is not installed (apt-get install jackd2): no real-time engine test")
+    name = f"knobnet-test-{os.getpid()}"  # our own server, whatever else runs on the machine
     env = dict(os.environ, JACK_NO_AUDIO_RESERVATION="1")
-    proc = subprocess.Popen([exe, "-R", "-P", "70", "-d", "dummy", "-r", "48000", "-p", "128"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen([exe, "-n", name, "-R", "-P", "70", "-d", "dummy", "-r", "48000", "-p", "128"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lsp = shutil.which("jack_lsp")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"jackd exited at start: {proc.stdout.read()[-1000:]}")
-        if lsp and subprocess.run([lsp], capture_output=True, text=True).stdout.count("system:playback"):
+        if lsp and "system:playback" in subprocess.run([lsp, "-s", name], capture_output=True, text=True).stdout:
             break
         time.sleep(0.2)
     else:
         if not lsp:
             time.sleep(2.0)
-    yield proc
+    yield name
     proc.terminate()
     try:
         proc.wait(timeout=5)
@@ -53,7 +54,7 @@ def jackd():
 
 
 def test_default_board_runs_on_jack_in_real_time_with_the_gui_open(jackd, tmp_path):
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", KNOBNET_CONFIG_DIR=str(tmp_path))
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", KNOBNET_CONFIG_DIR=str(tmp_path), JACK_DEFAULT_SERVER=jackd)
     proc = subprocess.run([sys.executable, __file__, str(SECONDS)], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=SECONDS + 120)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("JACK_RESULT ")]
@@ -80,6 +81,7 @@ def _run_app(seconds: float) -> dict:
     from app.ui.main_window import MainWindow
     from effects.synth import DEMO_PATH
 
+    baseline = _empty_callback_xruns(sd, 5.0)
     app = QtWidgets.QApplication(sys.argv[:1])
     theme.apply(app)
     board, messages = Board.default(48000)
@@ -124,7 +126,8 @@ def _run_app(seconds: float) -> dict:
                        "max_ms": float(steady_ms.max())},
             "frames_drawn": window.frames, "fps": (window.frames - mark["frames"]) / (seconds - WARMUP_S),
             "output_peak_seen": float(np.abs(engine.scope_out.buf).max()),
-            "load_average": os.getloadavg()[0], **counts})
+            "load_average": os.getloadavg()[0], "empty_callback_baseline": baseline, **counts})
+        window.close()  # stops the stream
         app.quit()
 
     timers = [QtCore.QTimer(interval=200, timeout=move_knob), QtCore.QTimer(interval=5000, timeout=reorder)]
@@ -136,5 +139,21 @@ def _run_app(seconds: float) -> dict:
     return result
 
 
+def _empty_callback_xruns(sd, seconds: float) -> dict:
+    """What the machine gives any Python client: xruns of a callback that only writes zeros."""
+    counts = {"callbacks": 0, "xruns": 0}
+
+    def callback(outdata, frames, time_info, status):
+        counts["callbacks"] += 1
+        if status.output_underflow or status.input_overflow:
+            counts["xruns"] += 1
+        outdata.fill(0)
+    with sd.OutputStream(samplerate=48000, blocksize=128, channels=2, dtype="float32", latency="low",
+                         callback=callback):
+        time.sleep(seconds)
+    return dict(counts, seconds=seconds)
+
+
 if __name__ == "__main__":
     print("JACK_RESULT " + json.dumps(_run_app(float(sys.argv[1]))), flush=True)
+    os._exit(0)  # skip interpreter teardown: PySide/pyqtgraph object cycles can crash it

@@ -100,8 +100,8 @@ class Oscilloscope(QtWidgets.QWidget):
         self.plot.setLabel("bottom", "time", units="ms")
         self.plot.setYRange(-1, 1)
         self.plot.setXRange(0, window_ms, padding=0)
-        self.curve_in = self.plot.plot(pen=pg.mkPen(theme.INPUT_COLOR, width=1.2), name="input")
-        self.curve_out = self.plot.plot(pen=pg.mkPen(theme.OUTPUT_COLOR, width=1.5), name="output")
+        self.curve_in = self.plot.plot(pen=pg.mkPen(theme.INPUT_COLOR, width=1), name="input", skipFiniteCheck=True)
+        self.curve_out = self.plot.plot(pen=pg.mkPen(theme.OUTPUT_COLOR, width=1), name="output", skipFiniteCheck=True)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot)
@@ -131,7 +131,11 @@ class Spectrum(QtWidgets.QWidget):
         self.sample_rate = sample_rate
         self.n_fft = n_fft
         self.window = np.hanning(n_fft).astype(np.float32)
-        self.freqs_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)[1:]
+        freqs_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)[1:]
+        # Draw at most ~300 log-spaced points: each is the loudest bin of its band.
+        edges = np.unique(np.round(np.geomspace(1, freqs_hz.size, 300)).astype(int) - 1)
+        self._bands = edges
+        self.freqs_hz = freqs_hz[edges]
         self.plot = _plot("spectrum")
         self.plot.setLogMode(x=True, y=False)
         self.plot.setLabel("bottom", "frequency (Hz)")
@@ -139,8 +143,8 @@ class Spectrum(QtWidgets.QWidget):
         self.plot.getAxis("bottom").setTicks([FREQ_TICKS])
         self.plot.setYRange(-110, 0)
         self.plot.setXRange(np.log10(20), np.log10(min(20000, sample_rate / 2)), padding=0)
-        self.curve_in = self.plot.plot(pen=pg.mkPen(theme.INPUT_COLOR, width=1.2), name="input")
-        self.curve_out = self.plot.plot(pen=pg.mkPen(theme.OUTPUT_COLOR, width=1.5), name="output")
+        self.curve_in = self.plot.plot(pen=pg.mkPen(theme.INPUT_COLOR, width=1), name="input", skipFiniteCheck=True)
+        self.curve_out = self.plot.plot(pen=pg.mkPen(theme.OUTPUT_COLOR, width=1), name="output", skipFiniteCheck=True)
         self._smooth = [None, None]
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -149,7 +153,7 @@ class Spectrum(QtWidgets.QWidget):
     def spectrum_db(self, x: np.ndarray) -> np.ndarray:
         """dBFS of a full-scale sine at its bin = 0 dB: scale by 2 / sum(window)."""
         spec = np.abs(np.fft.rfft(x[-self.n_fft:] * self.window))[1:] * (2.0 / self.window.sum())
-        return db(spec, -140.0)
+        return db(np.maximum.reduceat(spec, self._bands), -140.0)
 
     def update_from(self, x_in: np.ndarray, x_out: np.ndarray) -> None:
         if x_out.size < self.n_fft:
