@@ -18,6 +18,16 @@ def window_size() -> tuple[int, int]:
         return DEFAULT_SIZE
 
 
+def quiet_gc() -> None:
+    """Keep the cyclic garbage collector from pausing the GUI thread while it holds the GIL the
+    audio callback needs: move everything alive after start-up out of its reach, and collect
+    the youngest generation less often."""
+    import gc
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20000, 50, 100)
+
+
 def run_gui(screenshot: str | None = None) -> int:
     """Open the main window with the default board (od3 -> la2a -> jvm, what loads).
 
@@ -45,6 +55,7 @@ def run_gui(screenshot: str | None = None) -> int:
     window = MainWindow(board, settings, use_device=screenshot is None, messages=messages, demo_path=DEMO_PATH)
     window.resize(*window_size())
     window.show()
+    quiet_gc()
     if screenshot is None:
         return app.exec()
 

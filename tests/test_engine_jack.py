@@ -91,6 +91,8 @@ def _run_app(seconds: float) -> dict:
     window.show()
     jvm = next((s for s in board.slots if hasattr(s.pedal, "stages")), board.slots[0])
     window.show_inspector(jvm)
+    from app.gui import quiet_gc
+    quiet_gc()
     engine = window.engine
     device = getattr(engine.stream, "device", None)
     device = device[1] if isinstance(device, (list, tuple)) else device
