@@ -194,3 +194,40 @@ def test_la2a_inspector_draws_the_static_curve_off_the_gui_thread(qtbot):
     assert out_db[4] - out_db[0] > 20  # below, it is nearly linear (24 dB in)
     inspector.tick()
     assert len(inspector.history_curve.yData) == inspector.HISTORY
+
+
+def test_settings_dialog_reads_back_and_a_new_rate_rebuilds_the_board(window, qtbot):
+    from app.engine import AudioSettings
+    from app.ui.dialogs import SettingsDialog
+    dialog = SettingsDialog(AudioSettings(sample_rate=44100, block_size=256, source="file"), window)
+    qtbot.addWidget(dialog)
+    assert dialog.settings() == AudioSettings(sample_rate=44100, block_size=256, source="file")
+    window.cards[0].knobs["gain"].setValue(3.0, emit=True)
+    window.apply_settings(dialog.settings())
+    assert window.board.sample_rate == window.engine.sample_rate == 44100
+    assert window.board.order() == ["jvm", "jvm"]
+    assert window.board.slots[0].pedal.knob_values()["gain"] == 3.0
+    # jvm runs at 44.1 kHz: no resampling at a 44.1 kHz board, so no rate-adapter latency.
+    assert window.board.latency_samples == 0
+    assert window.spectrum.freqs_hz[-1] == pytest.approx(22050.0)
+
+
+def test_spectrum_reads_a_full_scale_sine_as_0_dbfs():
+    from app.ui.scopes import Spectrum
+    spectrum = Spectrum(48000)
+    k = 100  # bin 100 of 4096 at 48 kHz: 1171.875 Hz, whole periods in the window
+    x = np.sin(2 * np.pi * k * np.arange(4096) / 4096)
+    # Hann-windowed peak = sum(w)/2 at the bin; scaled by 2/sum(w) -> 1 -> 0 dBFS (bin edges: +-0.01 dB).
+    assert spectrum.spectrum_db(x).max() == pytest.approx(0.0, abs=0.05)
+
+
+def test_record_button_records_the_output(window, qtbot, tmp_path):
+    import soundfile as sf
+    from app.engine import FilePlayer
+    window.engine.set_player(FilePlayer(np.full(48000, 0.1, np.float32)))
+    window.start_recording(tmp_path / "take.wav")
+    qtbot.wait(300)
+    window.toggle_record()  # stop
+    y, rate = sf.read(tmp_path / "take.wav")
+    assert rate == 48000 and y.size > 0
+    assert "recorded" in window.status_message.text()

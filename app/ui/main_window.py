@@ -387,7 +387,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.board = board
             player = self.engine.player
             self.engine = Engine(board.rack(), board.sample_rate)
-            self.scope.sample_rate = self.spectrum.sample_rate = board.sample_rate
+            self.scope.sample_rate = board.sample_rate
+            self.spectrum.set_sample_rate(board.sample_rate)
             self.rebuild_cards()
             if player is not None and self.demo_path is not None:
                 self.open_clip(self.demo_path)

@@ -128,14 +128,9 @@ class Spectrum(QtWidgets.QWidget):
 
     def __init__(self, sample_rate: int, n_fft: int = 4096, parent=None):
         super().__init__(parent)
-        self.sample_rate = sample_rate
         self.n_fft = n_fft
         self.window = np.hanning(n_fft).astype(np.float32)
-        freqs_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)[1:]
-        # Draw at most ~300 log-spaced points: each is the loudest bin of its band.
-        edges = np.unique(np.round(np.geomspace(1, freqs_hz.size, 300)).astype(int) - 1)
-        self._bands = edges
-        self.freqs_hz = freqs_hz[edges]
+        self.set_sample_rate(sample_rate)
         self.plot = _plot("spectrum")
         self.plot.setLogMode(x=True, y=False)
         self.plot.setLabel("bottom", "frequency (Hz)")
@@ -145,10 +140,17 @@ class Spectrum(QtWidgets.QWidget):
         self.plot.setXRange(np.log10(20), np.log10(min(20000, sample_rate / 2)), padding=0)
         self.curve_in = self.plot.plot(pen=pg.mkPen(theme.INPUT_COLOR, width=1), name="input", skipFiniteCheck=True)
         self.curve_out = self.plot.plot(pen=pg.mkPen(theme.OUTPUT_COLOR, width=1), name="output", skipFiniteCheck=True)
-        self._smooth = [None, None]
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.plot)
+
+    def set_sample_rate(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        freqs_hz = np.fft.rfftfreq(self.n_fft, 1.0 / sample_rate)[1:]
+        # Draw at most ~300 log-spaced points: each is the loudest bin of its band.
+        self._bands = np.unique(np.round(np.geomspace(1, freqs_hz.size, 300)).astype(int) - 1)
+        self.freqs_hz = freqs_hz[self._bands]
+        self._smooth = [None, None]
 
     def spectrum_db(self, x: np.ndarray) -> np.ndarray:
         """dBFS of a full-scale sine at its bin = 0 dB: scale by 2 / sum(window)."""
