@@ -19,6 +19,7 @@ from app.ui.pedal_card import BoardView, PedalCard
 from app.ui.scopes import GainReductionMeter, LevelMeter, Oscilloscope, Spectrum
 
 FRAME_MS = 33
+TEXT_EVERY_FRAMES = 8  # text readouts at ~4 Hz: a label's relayout costs more than a scope trace
 INSPECTOR_REFRESH_S = 0.12  # at most ~8 inspector recomputations per second while a knob moves
 
 
@@ -65,6 +66,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.timeout.connect(self.frame)
         self.timer.start()
         self.frames = 0
+        self._update_readouts()
 
     # ---- layout ----
     def _build(self) -> None:
@@ -408,14 +410,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.meter_out.set_peak(peak_out, peak_out >= 1.0)
         la2a = next((s.pedal for s in self.board.slots if hasattr(s.pedal, "gain_reduction_db")), None)
         self.gr_meter.set_gr(None if la2a is None else max(0.0, -float(la2a.gain_reduction_db)))
-        block_s = max(e.block_size, 1) / e.sample_rate
-        rack = e.rack
-        for card in self.cards:
-            if card.slot in rack.slots:
-                card.set_cpu(rack.cpu_s[rack.slots.index(card.slot)] / block_s)
-        self.status_cpu.setText(f"CPU {100 * rack.cpu_s.sum() / block_s:.1f}%")
-        self.status_latency.setText(f"latency {1e3 * e.latency_s:.1f} ms")
-        self.status_xruns.setText(f"xruns {int(e.xruns[0])}")
+        if self.frames % TEXT_EVERY_FRAMES == 0:
+            self._update_readouts()
         if self.recorder is not None:
             self.recorder.drain()
         if self.inspector is not None and self.dock.isVisible():
@@ -425,6 +421,20 @@ class MainWindow(QtWidgets.QMainWindow):
                 self._inspector_dirty = False
                 self._inspector_last = now
                 self.inspector.refresh()
+
+    def _update_readouts(self) -> None:
+        """CPU per pedal and total, latency and xruns: text, refreshed a few times a second."""
+        e = self.engine
+        block_s = max(e.block_size, 1) / e.sample_rate
+        rack = e.rack
+        for card in self.cards:
+            if card.slot in rack.slots:
+                card.set_cpu(rack.cpu_s[rack.slots.index(card.slot)] / block_s)
+        for label, text in ((self.status_cpu, f"CPU {100 * rack.cpu_s.sum() / block_s:.1f}%"),
+                            (self.status_latency, f"latency {1e3 * e.latency_s:.1f} ms"),
+                            (self.status_xruns, f"xruns {int(e.xruns[0])}")):
+            if label.text() != text:
+                label.setText(text)
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.timer.stop()

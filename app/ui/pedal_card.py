@@ -130,7 +130,9 @@ class PedalCard(QtWidgets.QFrame):
         self.bypassToggled.emit(checked)
 
     def set_cpu(self, fraction: float) -> None:
-        self.cpu.setText(f"CPU {100 * fraction:4.1f}%")
+        text = f"CPU {100 * fraction:4.1f}%"
+        if self.cpu.text() != text:
+            self.cpu.setText(text)
 
     # ---- dragging the card by its title ----
     def mousePressEvent(self, e):
