@@ -133,7 +133,7 @@ def test_jvm_inspector_curves_change_when_a_knob_moves(window, qtbot):
     inspector.stage_box.setCurrentIndex(tone)
     before = inspector.stages[tone].magnitude_db.copy()
     window.cards[0].knobs["treble"].setValue(10.0, emit=True)
-    qtbot.waitUntil(lambda: inspector.refreshes >= 2, timeout=3000)  # the frame timer refreshes it
+    qtbot.waitUntil(lambda: inspector.refreshes >= 2, timeout=10000)  # the frame timer refreshes it
     after = inspector.stages[tone].magnitude_db
     # More treble lifts the top of the tone stack's response.
     assert after[-1] > before[-1] + 1.0
@@ -145,7 +145,7 @@ def test_frame_timer_draws_scopes_and_meters(window, qtbot):
     from effects.synth import phrase
     from app.engine import FilePlayer
     window.engine.set_player(FilePlayer(phrase()[:48000]))
-    qtbot.waitUntil(lambda: window.meter_out.level_db > -60, timeout=5000)
+    qtbot.waitUntil(lambda: window.meter_out.level_db > -60, timeout=10000)
     assert window.scope.curve_out.yData is not None and np.abs(window.scope.curve_out.yData).max() > 0
     assert window.status_latency.text().startswith("latency ")
 
@@ -226,8 +226,8 @@ def test_record_button_records_the_output(window, qtbot, tmp_path):
     from app.engine import FilePlayer
     window.engine.set_player(FilePlayer(np.full(48000, 0.1, np.float32)))
     window.start_recording(tmp_path / "take.wav")
-    qtbot.wait(300)
+    qtbot.waitUntil(lambda: window.engine.record_ring.written[0] >= 4800, timeout=10000)  # 0.1 s recorded
     window.toggle_record()  # stop
     y, rate = sf.read(tmp_path / "take.wav")
-    assert rate == 48000 and y.size > 0
+    assert rate == 48000 and y.size >= 4800
     assert "recorded" in window.status_message.text()

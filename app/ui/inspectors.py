@@ -65,6 +65,7 @@ def sine_probe(pedal, freq_hz: float = 220.0, amplitude: float = 0.5, n_fft: int
 
 def _plot(title: str, x_label: str, y_label: str, legend: bool = True) -> pg.PlotWidget:
     w = pg.PlotWidget()
+    w.setAntialiasing(True)  # redrawn only when a knob moves, unlike the scopes
     w.setMenuEnabled(False)
     w.hideButtons()
     w.showGrid(x=True, y=True, alpha=0.15)
