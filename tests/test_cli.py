@@ -11,7 +11,6 @@ from app.cli import main, parse_chain
 from effects import load_pedal
 from tests.conftest import guitar_like, requires_shared
 
-pytestmark = requires_shared  # renders use the OD-3 weights in ../shared until knobnet ships its own
 
 
 def run(capsys, *argv):
@@ -100,6 +99,7 @@ def test_bad_arguments_give_one_line_errors_and_no_output_file(capsys, clip, tmp
     assert list(tmp_path.iterdir()) == [path]
 
 
+@requires_shared
 def test_model_of_the_wrong_kind(capsys, clip, tmp_path):
     from effects.modelfile import shared_path
     path, _ = clip
