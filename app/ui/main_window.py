@@ -12,7 +12,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.board import Board, PresetError
 from app.engine import AudioSettings, Engine, FilePlayer, Recorder, render_board
-from app.ui import none_refs, theme
+from app.ui import theme
 from app.ui.dialogs import SettingsDialog
 from app.ui.inspectors import make_inspector
 from app.ui.pedal_card import BoardView, PedalCard
@@ -398,7 +398,6 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ---- the frame timer ----
     def frame(self) -> None:
-        none_refs.top_up()
         e = self.engine
         self.frames += 1
         n = max(2 * int(self.scope.window_ms * 1e-3 * e.sample_rate) + 1024, self.spectrum.n_fft)
