@@ -29,6 +29,7 @@ SHARED_MODEL = ("models", "la2a-microtcn", "traced_3-uTCN-300__causal__4-10-13__
 MAKEUP_DB_PER_STEP = 0.4  # gain knob: (gain - 50) * 0.4 dB
 VU_MS = 300.0  # meter reaches 99 % of a step (in power) after this long, as a VU meter
 METER_FLOOR = 1e-6  # mean-square floor (-60 dBFS): silence reads 0 dB of gain reduction
+METER_DC_HZ = 5.0  # the meter is AC-coupled: the model's DC (up to -54 dBFS at silence) is not level
 STATIC_TONE_HZ = 1000.0
 STATIC_MEASURE_SAMPLES = 4410  # 100 periods of 1 kHz at 44.1 kHz
 
@@ -39,12 +40,17 @@ def makeup_gain(gain: float) -> float:
 
 
 @njit(nogil=True, fastmath=True, cache=True)
-def _mean_square(x, state, i, coef):
-    """One-pole mean square of x into state[i]: s += (1 - coef) (x^2 - s) per sample."""
-    s = state[i]
+def _mean_square(x, state, coef, dc_coef):
+    """AC-coupled one-pole mean square of x, carried in state (mean square, last x, last h).
+
+    Per sample: h = x - x_prev + dc_coef h_prev (DC blocker), s += (1 - coef) (h^2 - s).
+    """
+    s, x_prev, h = state[0], state[1], state[2]
     for t in range(x.shape[0]):
-        s += (1.0 - coef) * (x[t] * x[t] - s)
-    state[i] = s
+        h = x[t] - x_prev + dc_coef * h
+        x_prev = x[t]
+        s += (1.0 - coef) * (h * h - s)
+    state[0], state[1], state[2] = s, x_prev, h
 
 
 class LA2A(Pedal):
@@ -71,9 +77,10 @@ class LA2A(Pedal):
         self._stream = self.model.stream()
         self._p = np.zeros((2, 2), np.float32)  # conditions at compress and at limit
         self._p[1, 0] = 1.0
-        self._meter = np.zeros(2, np.float64)  # mean squares of input and model output
+        self._meter = np.zeros((2, 3), np.float64)  # _mean_square states of input and model output
         tau_samples = VU_MS * 1e-3 * self.sample_rate / math.log(100.0)
         self._meter_coef = math.exp(-1.0 / tau_samples)
+        self._dc_coef = math.exp(-2.0 * math.pi * METER_DC_HZ / self.sample_rate)
         super().__init__()
 
     # ---- audio thread ----
@@ -85,9 +92,9 @@ class LA2A(Pedal):
         return makeup_gain(values[1])
 
     def _run(self, x, out):
-        _mean_square(x, self._meter, 0, self._meter_coef)  # before: out may be x
+        _mean_square(x, self._meter[0], self._meter_coef, self._dc_coef)  # before: out may be x
         self._stream.run(x, out)
-        _mean_square(out, self._meter, 1, self._meter_coef)
+        _mean_square(out, self._meter[1], self._meter_coef, self._dc_coef)
 
     def _reset_state(self):
         self._stream.reset()
@@ -97,8 +104,8 @@ class LA2A(Pedal):
     @property
     def gain_reduction_db(self) -> float:
         """Model output level relative to input level in dB (negative while compressing), with
-        VU-like ballistics (~300 ms); make-up gain is not included."""
-        return 10.0 * math.log10((self._meter[1] + METER_FLOOR) / (self._meter[0] + METER_FLOOR))
+        VU-like ballistics (~300 ms), AC-coupled (DC is not level); make-up gain is not included."""
+        return 10.0 * math.log10((self._meter[1, 0] + METER_FLOOR) / (self._meter[0, 0] + METER_FLOOR))
 
     def static_curve(self, input_levels_db) -> np.ndarray:
         """Output level against input level of a steady 1 kHz tone, at the knob targets.

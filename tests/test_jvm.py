@@ -141,3 +141,16 @@ def test_held_out_clips_stay_as_accurate_as_the_model_card_says():
     clips = [c for c in train.load_clips() if c[0] in ("B3_M7_T1_G5_file_7", "B10_M0_T0_G5_file_8")]
     for name, m in train.evaluate(params, clips, rate).items():
         assert m["esr_pre"] == pytest.approx(card[name]["esr_pre"], rel=1e-3), name
+
+
+@pytest.mark.parametrize("knobs", [[5, 1, 3, 7, 5], [10, 10, 0, 10, 8], [0, 0, 10, 0, 2]])
+def test_the_shipped_weights_give_the_same_output_in_both_twins(knobs):
+    """The torch model the weights were trained in and the pedal that plays them agree to 1e-4."""
+    import torch
+    params, rate, _ = stream.load(DEFAULT_WEIGHTS)
+    x = (0.3 * np.random.default_rng(7).standard_normal(3000)).astype(np.float32)
+    model = amp.DDSPAmp(params, rate).double()
+    with torch.no_grad():
+        y_train = model(torch.from_numpy(x[None]).double(), torch.tensor([knobs], dtype=torch.float64))[0].numpy()
+    pedal = load_pedal("jvm", **dict(zip(amp.KNOBS, knobs)))
+    np.testing.assert_allclose(pedal.process(x), y_train, atol=1e-4)
