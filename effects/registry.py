@@ -5,10 +5,10 @@ from effects.pedal import Pedal
 
 
 def _pedal_classes() -> dict[str, type[Pedal]]:
-    from effects.od3 import OD3
     from effects.jvm import JVM
     from effects.la2a import LA2A
-    return {cls.name: cls for cls in (OD3, JVM, LA2A)}
+    from effects.od3 import OD3
+    return {cls.name: cls for cls in (OD3, LA2A, JVM)}  # the default board's order
 
 
 def list_pedals() -> list[type[Pedal]]:
