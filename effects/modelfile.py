@@ -93,10 +93,15 @@ def load_npz_model(path, model_format: str, what: str) -> tuple[dict[str, np.nda
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
-        meta = json.loads(str(data.pop("meta")))
-        tag = str(data.pop("format"))
     except Exception as exc:
-        raise ModelFileError(f"{path.name} is not a knobnet {what} weights file ({type(exc).__name__})") from None
+        raise ModelFileError(f"{path.name} could not be read as an .npz archive ({type(exc).__name__})") from None
+    if "format" not in data or "meta" not in data:
+        raise ModelFileError(f"{path.name} is not a knobnet {what} weights file (no format tag)")
+    tag = str(data.pop("format"))
+    try:
+        meta = json.loads(str(data.pop("meta")))
+    except ValueError:
+        raise ModelFileError(f"{path.name}: metadata is unreadable") from None
     if tag != model_format:
         raise ModelFileError(f"{path.name} is a '{tag}' file, not a knobnet {what} weights file")
     for k, v in data.items():

@@ -10,9 +10,7 @@ GUI/CLI or training thread.
 """
 from __future__ import annotations
 
-import json
 import pathlib
-import zipfile
 
 import numpy as np
 from numba import njit
@@ -21,6 +19,7 @@ from effects.ddsp import amp
 from effects.ddsp.biquad import sos_sample
 from effects.ddsp.gru1 import gru1_sample
 from effects.kernels import tanh32
+from effects.modelfile import load_npz_model, save_npz_model
 from effects.pedal import ModelFileError
 
 FORMAT = "knobnet-ddsp-amp-1"
@@ -109,10 +108,7 @@ class AmpStream:
 
 def save(path, params: dict, sample_rate: float, meta: dict | None = None) -> None:
     """Write a DDSP amp weights file: float32 arrays plus ``format`` and JSON ``meta``."""
-    meta = dict(meta or {}, sample_rate=float(sample_rate))
-    arrays = {k: np.asarray(v, np.float32) for k, v in params.items()}
-    with open(path, "wb") as f:
-        np.savez_compressed(f, format=np.array(FORMAT), meta=np.array(json.dumps(meta)), **arrays)
+    save_npz_model(path, FORMAT, params, dict(meta or {}, sample_rate=float(sample_rate)))
 
 
 def load(path) -> tuple[dict[str, np.ndarray], float, dict]:
@@ -121,30 +117,17 @@ def load(path) -> tuple[dict[str, np.ndarray], float, dict]:
     Returns:
         params by name, sample rate in Hz, metadata dict.
     """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file not found: {path}")
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path.name} is not a knobnet DDSP amp weights file (expected an .npz archive)")
+    name = pathlib.Path(path).name
+    data, meta = load_npz_model(path, FORMAT, "DDSP amp")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as exc:
-        raise ModelFileError(f"{path.name} could not be read as an .npz archive: {type(exc).__name__}") from None
-    if "format" not in data or str(data["format"]) != FORMAT:
-        raise ModelFileError(f"{path.name} is not a knobnet DDSP amp weights file (no '{FORMAT}' format tag)")
-    try:
-        meta = json.loads(str(data["meta"]))
         sample_rate = float(meta["sample_rate"])
     except (KeyError, ValueError, TypeError):
-        raise ModelFileError(f"{path.name}: metadata is missing or unreadable") from None
+        raise ModelFileError(f"{name}: metadata is missing or unreadable") from None
     params = {}
     for k, shape in amp.param_shapes().items():
         if k not in data:
-            raise ModelFileError(f"{path.name}: missing parameter {k}")
+            raise ModelFileError(f"{name}: missing parameter {k}")
         if data[k].shape != shape:
-            raise ModelFileError(f"{path.name}: {k} has shape {data[k].shape}, the DDSP amp needs {shape}")
-        if not np.all(np.isfinite(data[k])):
-            raise ModelFileError(f"{path.name}: {k} holds NaN or infinite values")
-        params[k] = data[k].astype(np.float64)
+            raise ModelFileError(f"{name}: {k} has shape {data[k].shape}, the DDSP amp needs {shape}")
+        params[k] = data[k]
     return params, sample_rate, meta
