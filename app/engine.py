@@ -301,6 +301,14 @@ class Engine:
         self.callback_s[k] = time.perf_counter() - t0
         self.callbacks[0] += 1
 
+    def _meter(self, buf, channel: int) -> None:
+        """Hold the block's peak and count clipped blocks for meter channel 0 (in) or 1 (out)."""
+        p = peak_abs(buf)
+        if p > self.peaks[channel]:
+            self.peaks[channel] = p
+        if p >= 1.0:
+            self.clips[channel] += 1
+
     def process_block(self, indata, out: np.ndarray) -> None:
         """One block: source -> input gain -> rack -> volume -> out; scopes and meters updated.
 
@@ -320,11 +328,7 @@ class Engine:
         ramp_scale(x, g[1], g[0])
         g[1] = g[0]
         self.scope_in.write(x)
-        p = peak_abs(x)
-        if p > self.peaks[0]:
-            self.peaks[0] = p
-        if p >= 1.0:
-            self.clips[0] += 1
+        self._meter(x, 0)
         self.rack.process(x, out)
         if self._fade_in:
             ramp_scale(out, 0.0, 1.0)
@@ -339,11 +343,7 @@ class Engine:
         ramp_scale(out, v[1], v[0])
         v[1] = v[0]
         self.scope_out.write(out)
-        p = peak_abs(out)
-        if p > self.peaks[1]:
-            self.peaks[1] = p
-        if p >= 1.0:
-            self.clips[1] += 1
+        self._meter(out, 1)
         if self.recording:
             self.record_ring.write(out)
 
