@@ -197,3 +197,10 @@ def test_corrupt_description(tmp_path):
         load_dataset(tmp_path)
     with pytest.raises(DatasetError, match="no dataset.json"):
         load_dataset(tmp_path / "nowhere")
+
+
+def test_finish_exports_the_best_weights_of_an_unfinished_run(tmp_path, toy_dataset):
+    assert train(write_config(tmp_path), log=lambda *_: None, steps_this_run=20) is None
+    report = train(write_config(tmp_path), resume=True, finish_now=True, log=lambda *_: None)
+    assert report["steps"] == 20 and len(report["history"]) == 2
+    assert (tmp_path / "run" / "model.npz").is_file() and report["test"]
