@@ -179,23 +179,21 @@ def _mix(a, b, mix):
 
 
 @njit(**_jit)
+def _dense_relu(w, b, x, out):
+    """out = ReLU(w x + b), written in place."""
+    for j in range(out.shape[0]):
+        s = b[j]
+        for i in range(x.shape[0]):
+            s += w[j, i] * x[i]
+        out[j] = max(s, 0.0)
+
+
+@njit(**_jit)
 def _film(p, gen_w, gen_b, e0, e1, e2, adapt_w, adapt_b, mean, var, scale, offset):
     """Fold BN and FiLM for conditions p into scale and offset, (blocks, C) each."""
-    for j in range(e0.shape[0]):
-        s = gen_b[0][j]
-        for i in range(p.shape[0]):
-            s += gen_w[0][j, i] * p[i]
-        e0[j] = max(s, 0.0)
-    for j in range(e1.shape[0]):
-        s = gen_b[1][j]
-        for i in range(e0.shape[0]):
-            s += gen_w[1][j, i] * e0[i]
-        e1[j] = max(s, 0.0)
-    for j in range(e2.shape[0]):
-        s = gen_b[2][j]
-        for i in range(e1.shape[0]):
-            s += gen_w[2][j, i] * e1[i]
-        e2[j] = max(s, 0.0)
+    _dense_relu(gen_w[0], gen_b[0], p, e0)
+    _dense_relu(gen_w[1], gen_b[1], e0, e1)
+    _dense_relu(gen_w[2], gen_b[2], e1, e2)
     for b in range(scale.shape[0]):
         for c in range(CHANNELS):
             g = adapt_b[b, c]
