@@ -40,13 +40,49 @@ class ConfigError(ValueError):
 DEFAULTS = {
     "name": None,
     "data": {"folder": None, "segment": 2048, "warmup": 512, "max_latency_ms": 5.0},
-    "model": {"type": "gru", "conditioning": "concat", "hidden_size": 32, "mlp_size": 8, "n_mlp_blocks": 2},
+    "model": {"type": "gru"},  # the other keys: MODEL_TYPES[type].defaults
     "loss": {"esr": 1.0, "mae": 0.0, "mrstft": 0.0, "pre_emphasis": True},
     "train": {"batch_size": 32, "lr": 1e-3, "steps": 3000, "validate_every": 250, "lr_patience": 2,
               "early_stop": 4, "grad_clip": 3.0, "seed": 0, "threads": 2},
     "out": None,
     "pedal": None,
 }
+
+
+class ModelType:
+    """A trainable model family: its config keys with defaults, and how to build it from them.
+
+    ``build(model_cfg, num_conds)`` returns a torch module with ``forward(x, c)`` (batch, time) ->
+    (batch, time), ``export(path, meta)`` and ``streaming_twin()``; the twin has ``stream()``,
+    ``weights_into(cond, weights)``, ``num_conds`` and ``ops_per_sample`` (see ``finish``).
+    """
+
+    def __init__(self, defaults: dict, build):
+        self.defaults, self.build = defaults, build
+
+
+def _build_gru(m: dict, num_conds: int) -> ConditionedGRU:
+    return ConditionedGRU(m["conditioning"], m["hidden_size"], num_conds, m["mlp_size"], m["n_mlp_blocks"])
+
+
+MODEL_TYPES = {
+    "gru": ModelType({"conditioning": "concat", "hidden_size": 32, "mlp_size": 8, "n_mlp_blocks": 2}, _build_gru),
+}
+
+
+def _merge_section(name: str, where: str, value, default: dict) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name}: '{where}' must be a mapping")
+    unknown = set(value) - set(default)
+    if unknown:
+        raise ConfigError(f"{name}: unknown key(s) in '{where}': {', '.join(sorted(unknown))}")
+    merged = dict(default)
+    for k, v in value.items():
+        d = default[k]
+        if d is not None and not isinstance(v, type(d)) and not (isinstance(d, float) and isinstance(v, int)):
+            raise ConfigError(f"{name}: '{where}.{k}' must be {type(d).__name__}, got {v!r}")
+        merged[k] = v
+    return merged
 
 
 def load_config(path) -> dict:
@@ -63,20 +99,12 @@ def load_config(path) -> dict:
     cfg = {}
     for key, default in DEFAULTS.items():
         value = raw.get(key, default)
-        if isinstance(default, dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path.name}: '{key}' must be a mapping")
-            unknown = set(value) - set(default)
-            if unknown:
-                raise ConfigError(f"{path.name}: unknown key(s) in '{key}': {', '.join(sorted(unknown))}")
-            merged = dict(default)
-            for k, v in value.items():
-                d = default[k]
-                if d is not None and not isinstance(v, type(d)) and not (isinstance(d, float) and isinstance(v, int)):
-                    raise ConfigError(f"{path.name}: '{key}.{k}' must be {type(d).__name__}, got {v!r}")
-                merged[k] = v
-            value = merged
-        cfg[key] = value
+        if key == "model":
+            kind = value.get("type", "gru") if isinstance(value, dict) else None
+            if kind is not None and kind not in MODEL_TYPES:
+                raise ConfigError(f"{path.name}: model.type '{kind}' is not one of: {', '.join(MODEL_TYPES)}")
+            default = {"type": "gru", **MODEL_TYPES[kind or "gru"].defaults}
+        cfg[key] = _merge_section(path.name, key, value, default) if isinstance(default, dict) else value
     unknown = set(raw) - set(DEFAULTS)
     if unknown:
         raise ConfigError(f"{path.name}: unknown section(s): {', '.join(sorted(unknown))}")
@@ -87,16 +115,13 @@ def load_config(path) -> dict:
     cfg["data"]["folder"] = str((path.parent / cfg["data"]["folder"]).resolve())
     cfg["out"] = str((path.parent / cfg["out"]).resolve())
     cfg["name"] = cfg["name"] or path.stem
-    if cfg["model"]["type"] != "gru":
-        raise ConfigError(f"{path.name}: model.type '{cfg['model']['type']}' is not trainable by knobnet train yet "
-                          "(gru); the DDSP amp trains with python -m effects.ddsp.train")
     return cfg
 
 
-def build_model(cfg: dict, num_conds: int) -> ConditionedGRU:
+def build_model(cfg: dict, num_conds: int) -> torch.nn.Module:
     m = cfg["model"]
     try:
-        return ConditionedGRU(m["conditioning"], m["hidden_size"], num_conds, m["mlp_size"], m["n_mlp_blocks"])
+        return MODEL_TYPES[m["type"]].build(m, num_conds)
     except ValueError as exc:
         raise ConfigError(f"model: {exc}") from None
 
