@@ -3,7 +3,9 @@
 Model (spec section 6): e = ReLU MLP of the conditions p; block n is a dilated causal conv
 (kernel K, no bias), BatchNorm (running statistics) and FiLM [gamma | beta] = A_n e, PReLU, plus
 a 1x1 residual that lags the conv's newest input by one sample; the output is
-tanh(1x1 conv 32 -> 1 + bias).
+tanh(1x1 conv C -> 1 + bias). The SignalTrain TCN-300-C has C = 32 channels, K = 13 and
+dilations 1/10/100/1000; knobnet's own ``knobnet-tcn`` files (``effects.training.tcn_model``)
+may have any channels, kernel and dilations.
 
 Streaming: while the conditions stand still BN and FiLM fold into one scale and offset per
 channel, scale = gamma / sqrt(var + eps), offset = beta - scale * mean, recomputed by
@@ -21,14 +23,18 @@ dynamic range compression", AES 2022.
 """
 from __future__ import annotations
 
+import pathlib
+import zipfile
+
 import numpy as np
 from numba import njit
 
 from effects.kernels import tanh32
-from effects.modelfile import read_state_dict, require_keys
+from effects.modelfile import load_npz_model, read_state_dict, require_keys
 from effects.pedal import ModelFileError
 
-CHANNELS = 32  # compile-time constant: the inner loop over output channels then vectorizes fully
+TCN_FORMAT = "knobnet-tcn"  # format tag of knobnet's own micro-TCN weights files
+SIGNALTRAIN_DILATIONS = (1, 10, 100, 1000)  # TCN-300-C: 4 blocks, dilation growth 10
 CHUNK = 128  # most samples computed per pass through the blocks (see _block)
 BN_EPS = 1e-5
 TANH_FLOPS = 30  # flops counted per tanh, as for the recurrent models
@@ -60,6 +66,7 @@ def _block(src, row0, n, dilation, w, scale, offset, scale_from, offset_from, ra
     """
     K = w.shape[0]
     cin = w.shape[1]
+    C = w.shape[2]
     conv = act[:n]
     part = tap[:n]
     for k in range(K):
@@ -71,14 +78,14 @@ def _block(src, row0, n, dilation, w, scale, offset, scale_from, offset_from, ra
             for t in range(n):
                 ct = conv[t]
                 pt = part[t]
-                for c in range(CHANNELS):
+                for c in range(C):
                     ct[c] += pt[c]
     for t in range(n):
         prev = src[row0 + t - 1]
         out = conv[t]
         ramping = ramp_done + t + 1 < ramp_len
         f = np.float32((ramp_done + t + 1) / ramp_len) if ramping else np.float32(1.0)
-        for c in range(CHANNELS):
+        for c in range(C):
             sc = scale[c]
             of = offset[c]
             if ramping:
@@ -119,7 +126,7 @@ def _run(x, y, audio, rings, pos, w0, w, dilations, scale, offset, start, ramp, 
         for t in range(n):
             a = act[t]
             s = b_out
-            for c in range(CHANNELS):
+            for c in range(w_out.shape[0]):
                 s += w_out[c] * a[c]
             y[begin + t] = tanh32(s)
         wpos = (wpos + n) % size
@@ -138,8 +145,9 @@ def _fill_silence(audio, rings, w, scale, offset, slope, res, level):
     level: (2, C) scratch for the constant output of a block and of the next one.
     """
     audio[:] = 0.0
+    C = scale.shape[1]
     cur, nxt = level[0], level[1]
-    for c in range(CHANNELS):  # block 0 of zeros: the conv and the residual give 0
+    for c in range(C):  # block 0 of zeros: the conv and the residual give 0
         v = offset[0, c]
         cur[c] = v * slope[0, c] if v < 0.0 else v
     for b in range(1, scale.shape[0]):
@@ -147,10 +155,10 @@ def _fill_silence(audio, rings, w, scale, offset, slope, res, level):
         for r in range(ring.shape[0]):
             ring[r] = cur
         wb = w[b - 1]
-        for c in range(CHANNELS):
+        for c in range(C):
             s = np.float32(0.0)
             for k in range(wb.shape[0]):
-                for i in range(CHANNELS):
+                for i in range(C):
                     s += wb[k, i, c] * cur[i]
             v = scale[b, c] * s + offset[b, c]
             if v < 0.0:
@@ -194,13 +202,14 @@ def _film(p, gen_w, gen_b, e0, e1, e2, adapt_w, adapt_b, mean, var, scale, offse
     _dense_relu(gen_w[0], gen_b[0], p, e0)
     _dense_relu(gen_w[1], gen_b[1], e0, e1)
     _dense_relu(gen_w[2], gen_b[2], e1, e2)
+    C = scale.shape[1]
     for b in range(scale.shape[0]):
-        for c in range(CHANNELS):
+        for c in range(C):
             g = adapt_b[b, c]
-            beta = adapt_b[b, CHANNELS + c]
+            beta = adapt_b[b, C + c]
             for i in range(e2.shape[0]):
                 g += adapt_w[b, c, i] * e2[i]
-                beta += adapt_w[b, CHANNELS + c, i] * e2[i]
+                beta += adapt_w[b, C + c, i] * e2[i]
             sc = g / np.sqrt(var[b, c] + BN_EPS)
             scale[b, c] = sc
             offset[b, c] = beta - sc * mean[b, c]
@@ -209,25 +218,33 @@ def _film(p, gen_w, gen_b, e0, e1, e2, adapt_w, adapt_b, mean, var, scale, offse
 class MicroTCN:
     """Weights of a FiLM-conditioned causal micro-TCN, as float32 arrays in streaming layout.
 
+    Any channel count, kernel size and dilations; the state dict uses the micro-TCN key names
+    (spec section 6), whether it comes from a SignalTrain TorchScript file or from knobnet's
+    own ``knobnet-tcn`` weights file (``effects.training.tcn_model``).
+
     Attributes:
-        dilations: (blocks,) int64, growth ** n.
-        kernel_size: K. receptive_field: 1 + (K - 1) * sum(dilations) samples (13,333 for TCN-300-C).
+        dilations: (blocks,) int64. kernel_size: K. channels: C. num_conds: N_c.
+        receptive_field: 1 + (K - 1) * sum(dilations) samples (13,333 for TCN-300-C).
         params: trainable parameters (BN running statistics not counted).
+        meta: the weights file's metadata (knob names and ranges of a knobnet file; {} otherwise).
     """
 
-    def __init__(self, state: dict[str, np.ndarray], dilation_growth: int = 10):
-        blocks = 0
-        while f"blocks.{blocks}.conv1.weight" in state:
-            blocks += 1
+    def __init__(self, state: dict[str, np.ndarray], dilations, meta: dict | None = None):
+        blocks = len(dilations)
         f32 = np.float32
+        self.meta = dict(meta or {})
         self.gen_w = tuple(np.ascontiguousarray(state[f"gen.{i}.weight"], f32) for i in (0, 2, 4))
         self.gen_b = tuple(np.ascontiguousarray(state[f"gen.{i}.bias"], f32) for i in (0, 2, 4))
         conv = [state[f"blocks.{n}.conv1.weight"] for n in range(blocks)]  # (C, C_in, K)
-        self.kernel_size = conv[0].shape[2]
+        self.channels, _, self.kernel_size = conv[0].shape
+        c = self.channels
         # tap-major (K, C_in, C): the output channel is the contiguous, vectorized axis
         self.w0 = np.ascontiguousarray(conv[0].transpose(2, 1, 0), f32)
-        self.w = np.ascontiguousarray(np.stack([c.transpose(2, 1, 0) for c in conv[1:]]), f32)
-        self.dilations = np.array([dilation_growth ** n for n in range(blocks)], np.int64)
+        if blocks > 1:
+            self.w = np.ascontiguousarray(np.stack([w.transpose(2, 1, 0) for w in conv[1:]]), f32)
+        else:
+            self.w = np.zeros((0, self.kernel_size, c, c), f32)
+        self.dilations = np.array(dilations, np.int64)
 
         def stack(key):
             return np.ascontiguousarray(np.stack([state[f"blocks.{n}.{key}"] for n in range(blocks)]), f32)
@@ -236,46 +253,86 @@ class MicroTCN:
         self.bn_mean = stack("film.bn.running_mean")
         self.bn_var = stack("film.bn.running_var")
         self.slope = stack("relu.weight")
-        self.res = stack("res.weight").reshape(blocks, CHANNELS)
-        self.w_out = np.ascontiguousarray(state["output.weight"].reshape(CHANNELS), f32)
+        self.res = stack("res.weight").reshape(blocks, c)
+        self.w_out = np.ascontiguousarray(state["output.weight"].reshape(c), f32)
         self.b_out = f32(state["output.bias"][0])
         self.num_conds = self.gen_w[0].shape[1]
         self.receptive_field = 1 + (self.kernel_size - 1) * int(self.dilations.sum())
         self.params = sum(v.size for k, v in state.items()
                           if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
 
-    @classmethod
-    def load(cls, path, blocks: int = 4, kernel_size: int = 13, dilation_growth: int = 10,
-             num_conds: int = 2) -> "MicroTCN":
-        """Load a micro-TCN state dict (TorchScript or torch.save); ModelFileError if it is not one."""
-        state = read_state_dict(path)
-        c, k = CHANNELS, kernel_size
-        shapes = {"gen.0.weight": (16, num_conds), "gen.0.bias": (16,), "gen.2.weight": (32, 16),
-                  "gen.2.bias": (32,), "gen.4.weight": (32, 32), "gen.4.bias": (32,),
+    @staticmethod
+    def expected_shapes(blocks: int, channels: int, kernel_size: int, num_conds: int,
+                        cond_sizes=(16, 32, 32)) -> dict[str, tuple]:
+        """State-dict keys and shapes of a micro-TCN (spec section 6)."""
+        c, k = channels, kernel_size
+        e1, e2, e3 = cond_sizes
+        shapes = {"gen.0.weight": (e1, num_conds), "gen.0.bias": (e1,), "gen.2.weight": (e2, e1),
+                  "gen.2.bias": (e2,), "gen.4.weight": (e3, e2), "gen.4.bias": (e3,),
                   "output.weight": (1, c, 1), "output.bias": (1,)}
         for n in range(blocks):
             shapes.update({f"blocks.{n}.conv1.weight": (c, 1 if n == 0 else c, k),
                            f"blocks.{n}.film.bn.running_mean": (c,), f"blocks.{n}.film.bn.running_var": (c,),
-                           f"blocks.{n}.film.adaptor.weight": (2 * c, 32), f"blocks.{n}.film.adaptor.bias": (2 * c,),
+                           f"blocks.{n}.film.adaptor.weight": (2 * c, e3), f"blocks.{n}.film.adaptor.bias": (2 * c,),
                            f"blocks.{n}.relu.weight": (c,), f"blocks.{n}.res.weight": (c, 1, 1)})
-        require_keys(state, shapes, f"micro-TCN ({blocks} blocks, kernel {k}, {c} channels)", path)
-        if f"blocks.{blocks}.conv1.weight" in state:
-            raise ModelFileError(f"{path}: more than {blocks} TCN blocks; not a {blocks}-block micro-TCN")
-        if not all(np.all(np.isfinite(v)) for v in state.values()):
-            raise ModelFileError(f"{path}: weights hold NaN or infinite values")
-        return cls(state, dilation_growth)
+        return shapes
+
+    @classmethod
+    def load(cls, path, num_conds: int = 2) -> "MicroTCN":
+        """Load a knobnet ``knobnet-tcn`` weights file (.npz, layout in its metadata) or a SignalTrain
+        TCN-300-C state dict (TorchScript or torch.save: 4 blocks, kernel 13, dilations 1/10/100/1000,
+        32 channels); ModelFileError (one line) if it is neither."""
+        path = pathlib.Path(path)
+        if _is_npz(path):
+            state, meta = load_npz_model(path, TCN_FORMAT, "micro-TCN")
+            try:
+                dilations = [int(d) for d in meta["dilations"]]
+                layout = (len(dilations), int(meta["channels"]), int(meta["kernel_size"]), num_conds,
+                          tuple(int(n) for n in meta["cond_sizes"]))
+            except (KeyError, TypeError, ValueError):
+                raise ModelFileError(f"{path.name}: micro-TCN metadata lacks its layout "
+                                     "(dilations, channels, kernel_size, cond_sizes)") from None
+            what = f"micro-TCN ({layout[0]} blocks, kernel {layout[2]}, {layout[1]} channels)"
+        else:
+            state, meta = read_state_dict(path), {}
+            dilations = list(SIGNALTRAIN_DILATIONS)
+            layout = (4, 32, 13, num_conds, (16, 32, 32))
+            what = "micro-TCN (4 blocks, kernel 13, 32 channels)"
+            if not all(np.all(np.isfinite(v)) for v in state.values()):
+                raise ModelFileError(f"{path.name}: weights hold NaN or infinite values")
+        if layout[0] < 1 or min(dilations) < 1 or layout[2] < 2:
+            raise ModelFileError(f"{path.name}: a micro-TCN needs blocks, dilations >= 1 and kernel >= 2")
+        require_keys(state, cls.expected_shapes(*layout), what, path)
+        if f"blocks.{layout[0]}.conv1.weight" in state:
+            raise ModelFileError(f"{path.name}: more than {layout[0]} TCN blocks; not a {what}")
+        return cls(state, dilations, meta)
 
     def stream(self) -> "TCNStream":
         return TCNStream(self)
+
+    def weights_into(self, cond: np.ndarray, weights: tuple[np.ndarray, np.ndarray]) -> None:
+        """Fold BN and FiLM for conditions cond (num_conds,) into weights = (scale, offset) of a
+        stream (``TCNStream.weights``), at once, without a ramp (training/evaluation interface)."""
+        e = tuple(np.zeros(w.shape[0], np.float32) for w in self.gen_w)
+        _film(np.asarray(cond, np.float32), self.gen_w, self.gen_b, *e, self.adapt_w, self.adapt_b,
+              self.bn_mean, self.bn_var, weights[0], weights[1])
 
     @property
     def ops_per_sample(self) -> int:
         """Flops per output sample: 2 per MAC; per channel and block 2 for scale+offset, 2 for
         PReLU (compare, multiply) and 2 for the residual; the output conv and its tanh."""
-        c, k = CHANNELS, self.kernel_size
+        c, k = self.channels, self.kernel_size
         blocks = len(self.dilations)
         conv_macs = k * 1 * c + (blocks - 1) * k * c * c
         return 2 * conv_macs + blocks * c * (2 + 2 + 2) + (2 * c + 1) + TANH_FLOPS
+
+
+def _is_npz(path: pathlib.Path) -> bool:
+    """A numpy archive (knobnet weights file) rather than a PyTorch zip archive."""
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return "format.npy" in z.namelist()
 
 
 class TCNStream:
@@ -290,15 +347,17 @@ class TCNStream:
         blocks = len(model.dilations)
         self.size = (model.kernel_size - 1) * int(model.dilations.max()) + CHUNK  # ring rows N
         self.audio = np.zeros((2 * self.size, 1), np.float32)
-        self.rings = np.zeros((blocks - 1, 2 * self.size, CHANNELS), np.float32)
-        self.scale = np.zeros((blocks, CHANNELS), np.float32)
-        self.offset = np.zeros((blocks, CHANNELS), np.float32)
+        c = model.channels
+        self.rings = np.zeros((blocks - 1, 2 * self.size, c), np.float32)
+        self.scale = np.zeros((blocks, c), np.float32)
+        self.offset = np.zeros((blocks, c), np.float32)
+        self.weights = (self.scale, self.offset)  # what MicroTCN.weights_into folds into
         self._pos = np.zeros(1, np.int64)
-        self._tap = np.zeros((CHUNK, CHANNELS), np.float32)
-        self._act = np.zeros((CHUNK, CHANNELS), np.float32)
-        self._level = np.zeros((2, CHANNELS), np.float32)
+        self._tap = np.zeros((CHUNK, c), np.float32)
+        self._act = np.zeros((CHUNK, c), np.float32)
+        self._level = np.zeros((2, c), np.float32)
         self._other = (np.zeros_like(self.scale), np.zeros_like(self.offset))
-        self._start = np.zeros((2, blocks, CHANNELS), np.float32)  # scale, offset at ramp start
+        self._start = np.zeros((2, blocks, c), np.float32)  # scale, offset at ramp start
         self._ramp = np.zeros(2, np.int64)  # samples run, ramp length
         self._e = tuple(np.zeros(w.shape[0], np.float32) for w in model.gen_w)
         self._fresh = True
