@@ -9,6 +9,7 @@ bypass moves go to a slot's ``mix`` array as a target; the audio thread ramps bo
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import pathlib
 import time
@@ -23,6 +24,8 @@ PRESET_VERSION = 1
 DEFAULT_ORDER = ("od3", "la2a", "jvm")
 BYPASS_FADE_MS = 10.0
 MAX_BLOCK = 8192
+_slot_ids = itertools.count(1)
+_rack_generations = itertools.count(1)
 
 
 class PresetError(ValueError):
@@ -59,6 +62,8 @@ class Slot:
     model_path: str | None = None
     # [target, current] wet mix: 1 = engaged, 0 = bypassed. GUI writes [0], audio thread ramps [1].
     mix: np.ndarray = dataclasses.field(default_factory=lambda: np.ones(2, np.float32))
+    # Names this slot to an engine in another process, which keeps its own copy of the pedal.
+    id: int = dataclasses.field(default_factory=lambda: next(_slot_ids))
 
     @property
     def name(self) -> str:
@@ -78,14 +83,16 @@ class Rack:
 
     A fully bypassed slot is skipped (its pedal keeps its state and fades back in).
     ``cpu_s[i]`` holds the seconds slot i took in the last block (written on the audio thread,
-    read by the GUI).
+    read by the GUI); ``cpu_s`` may be given (a view of the engine's shared arrays).
+    ``generation`` tells racks apart: the engine publishes the one it runs.
     """
 
-    def __init__(self, slots: list[Slot], sample_rate: int, max_block: int = MAX_BLOCK):
+    def __init__(self, slots: list[Slot], sample_rate: int, max_block: int = MAX_BLOCK, cpu_s=None):
         self.slots = tuple(slots)
         self.sample_rate = sample_rate
         self.max_block = max_block
-        self.cpu_s = np.zeros(len(self.slots), np.float64)
+        self.generation = next(_rack_generations)
+        self.cpu_s = np.zeros(len(self.slots), np.float64) if cpu_s is None else cpu_s
         self._dry = np.zeros(max_block, np.float32)
         self._step = np.float32(1.0 / max(1.0, BYPASS_FADE_MS * 1e-3 * sample_rate))
         self.latency_samples = sum(s.latency_samples for s in self.slots)

@@ -50,13 +50,17 @@ def ramp_scale(x, g0, g1):
 class Ring:
     """A single-writer ring of float32 samples; the reader copies the newest samples.
 
-    The writer (audio thread) advances ``written[0]``; a reader (GUI thread) may see a block
-    that is being overwritten, which a scope tolerates and nothing else depends on.
+    The writer (audio thread) advances ``written[0]``; a reader (GUI thread, possibly in another
+    process through shared memory) may see a block that is being overwritten, which a scope
+    tolerates and nothing else depends on.
     """
 
-    def __init__(self, size: int):
-        self.buf = np.zeros(size, np.float32)
-        self.written = np.zeros(1, np.int64)
+    def __init__(self, buf: np.ndarray, written: np.ndarray):
+        self.buf, self.written = buf, written
+
+    @classmethod
+    def allocate(cls, size: int) -> "Ring":
+        return cls(np.zeros(size, np.float32), np.zeros(1, np.int64))
 
     def write(self, x: np.ndarray) -> None:
         n, size = x.shape[0], self.buf.shape[0]
@@ -83,6 +87,74 @@ class Ring:
             return np.zeros(0, np.float32), end
         idx = np.arange(end - n, end) % self.buf.shape[0]
         return self.buf[idx], end
+
+
+MAX_SLOTS = 32  # pedals a rack may hold (per-slot meters are fixed-size arrays)
+
+
+class EngineArrays:
+    """Every array the audio thread writes and the GUI reads, carved out of one buffer.
+
+    The buffer is a ``bytearray`` for an in-process engine, or a shared-memory block when the
+    engine runs in its own process (``app.engine_process``): both sides build the same layout
+    from the same arguments and see the same numbers.
+
+    Args:
+        sample_rate: the stream's rate (sizes the rings).
+        scope_seconds: length of the scope rings.
+        record_seconds: length of the record ring (the GUI drains it ~30 times a second).
+        buffer: the memory to lay the arrays over (``None``: a new bytearray).
+    """
+
+    def __init__(self, sample_rate: int, scope_seconds: float = 2.0, record_seconds: float = 4.0, buffer=None):
+        n_scope, n_record = int(scope_seconds * sample_rate), int(record_seconds * sample_rate)
+        layout = [  # name, dtype, count
+            ("scope_in", np.float32, n_scope), ("scope_in_written", np.int64, 1),
+            ("scope_out", np.float32, n_scope), ("scope_out_written", np.int64, 1),
+            ("record", np.float32, n_record), ("record_written", np.int64, 1),
+            ("recording", np.int64, 1),  # 1 while a recorder drains the record ring
+            ("input_gain", np.float32, 2), ("output_volume", np.float32, 2),  # [target, current]
+            ("peaks", np.float32, 2),  # max |x| of input, output since the GUI last read them
+            ("clips", np.int64, 2),  # blocks with a sample at or beyond full scale
+            ("callbacks", np.int64, 1), ("xruns", np.int64, 1),
+            ("callback_s", np.float64, CALLBACK_HISTORY),  # durations of the last callbacks
+            ("slot_cpu_s", np.float64, MAX_SLOTS),  # seconds each slot of the running rack took
+            ("rack_generation", np.int64, 1),  # ``Rack.generation`` of the rack the callback runs
+            ("gain_reduction_db", np.float64, MAX_SLOTS),  # per slot of the running rack, where metered
+            ("player", np.int64, 3),  # file player: playing, position, length (samples)
+        ]
+        offsets, size = [], 0
+        for _, dtype, count in layout:
+            size = -(-size // 8) * 8
+            offsets.append(size)
+            size += np.dtype(dtype).itemsize * count
+        self.nbytes = size
+        self.buffer = bytearray(size) if buffer is None else buffer
+        for (name, dtype, count), offset in zip(layout, offsets):
+            setattr(self, name, np.frombuffer(self.buffer, dtype, count, offset))
+        self.scope_in_ring = Ring(self.scope_in, self.scope_in_written)
+        self.scope_out_ring = Ring(self.scope_out, self.scope_out_written)
+        self.record_ring = Ring(self.record, self.record_written)
+        if buffer is None:
+            self.input_gain[:] = 1.0
+            self.output_volume[:] = 1.0
+
+    def callback_stats(self, sample_rate: int, block_size: int) -> dict:
+        """Callbacks, xruns and callback-time percentiles (ms) of the last CALLBACK_HISTORY blocks."""
+        n = int(min(self.callbacks[0], CALLBACK_HISTORY))
+        t = self.callback_s[:n] * 1e3
+        stats = {"callbacks": int(self.callbacks[0]), "xruns": int(self.xruns[0]),
+                 "block_ms": 1e3 * block_size / sample_rate}
+        if n:
+            stats.update(p50_ms=float(np.percentile(t, 50)), p99_ms=float(np.percentile(t, 99)),
+                         max_ms=float(t.max()))
+        return stats
+
+    def read_peaks(self) -> tuple[float, float]:
+        """Input and output peaks since the last call (linear)."""
+        p = (float(self.peaks[0]), float(self.peaks[1]))
+        self.peaks[:] = 0.0
+        return p
 
 
 @dataclasses.dataclass
@@ -154,24 +226,18 @@ class Engine:
         scope_seconds: length of the scope rings.
     """
 
-    def __init__(self, rack: Rack, sample_rate: int, scope_seconds: float = 2.0):
+    def __init__(self, rack: Rack, sample_rate: int, scope_seconds: float = 2.0, arrays: EngineArrays | None = None):
         self.sample_rate = int(sample_rate)
-        self.rack = rack
         self._next_rack: Rack | None = None
         self.player: FilePlayer | None = None
         self.use_input = False
-        self.input_gain = np.ones(2, np.float32)  # [target, current]
-        self.output_volume = np.ones(2, np.float32)
-        n = int(scope_seconds * sample_rate)
-        self.scope_in, self.scope_out = Ring(n), Ring(n)
-        self.record_ring = Ring(4 * self.sample_rate)
-        self.recording = False
-        self.peaks = np.zeros(2, np.float32)  # max |x| of input, output since the GUI last read them
-        self.clips = np.zeros(2, np.int64)  # blocks with a sample at or beyond full scale
-        self.callbacks = np.zeros(1, np.int64)
-        self.xruns = np.zeros(1, np.int64)
-        self.callback_s = np.zeros(CALLBACK_HISTORY, np.float64)
-        self.block_budget_s = np.zeros(1, np.float64)
+        self.arrays = a = arrays or EngineArrays(sample_rate, scope_seconds)
+        self.input_gain, self.output_volume = a.input_gain, a.output_volume
+        self.scope_in, self.scope_out, self.record_ring = a.scope_in_ring, a.scope_out_ring, a.record_ring
+        self.peaks, self.clips, self.callbacks, self.xruns = a.peaks, a.clips, a.callbacks, a.xruns
+        self.callback_s = a.callback_s
+        self._recording = a.recording
+        self._take_rack(rack)
         self._x = np.zeros(MAX_BLOCK, np.float32)
         self._y = np.zeros(MAX_BLOCK, np.float32)
         self._fade_in = False
@@ -180,33 +246,34 @@ class Engine:
         self.block_size = 128
         self.status = "stopped"
 
+    @property
+    def recording(self) -> bool:
+        return bool(self._recording[0])
+
+    @recording.setter
+    def recording(self, on: bool) -> None:
+        self._recording[0] = int(on)
+
     # ---- GUI thread ----
     def set_rack(self, rack: Rack) -> None:
         """Hand a new rack to the audio thread; it fades the old one out and the new one in."""
         if self.stream is None:
-            self.rack = rack
+            self._take_rack(rack)
         else:
             self._next_rack = rack
+
+    def _take_rack(self, rack: Rack) -> None:
+        self.rack = rack
+        self.arrays.rack_generation[0] = rack.generation
 
     def set_player(self, player: FilePlayer | None) -> None:
         self.player = player
 
     def read_peaks(self) -> tuple[float, float]:
-        """Input and output peaks since the last call (linear)."""
-        p = (float(self.peaks[0]), float(self.peaks[1]))
-        self.peaks[:] = 0.0
-        return p
+        return self.arrays.read_peaks()
 
     def callback_stats(self) -> dict:
-        """Callbacks, xruns and callback-time percentiles (ms) of the last CALLBACK_HISTORY blocks."""
-        n = int(min(self.callbacks[0], CALLBACK_HISTORY))
-        t = self.callback_s[:n] * 1e3
-        stats = {"callbacks": int(self.callbacks[0]), "xruns": int(self.xruns[0]),
-                 "block_ms": 1e3 * self.block_size / self.sample_rate}
-        if n:
-            stats.update(p50_ms=float(np.percentile(t, 50)), p99_ms=float(np.percentile(t, 99)),
-                         max_ms=float(t.max()))
-        return stats
+        return self.arrays.callback_stats(self.sample_rate, self.block_size)
 
     @property
     def latency_s(self) -> float:
@@ -219,8 +286,9 @@ class Engine:
         settings = settings or AudioSettings()
         self.block_size = int(settings.block_size)
         self.use_input = settings.source == "input"
-        self.rack = self.rack if self._next_rack is None else self._next_rack
-        self._next_rack = None
+        if self._next_rack is not None:
+            self._take_rack(self._next_rack)
+            self._next_rack = None
         if use_device:
             try:
                 self._start_device(settings)
@@ -256,13 +324,13 @@ class Engine:
             stream = sd.OutputStream(samplerate=self.sample_rate, blocksize=self.block_size, device=out_dev,
                                      channels=2, dtype="float32", latency="low",
                                      callback=self._output_callback)
-        self.block_budget_s[0] = self.block_size / self.sample_rate
         self.stream = stream
         stream.start()
         lat = stream.latency
         self.device_latency_s = float(sum(lat) if isinstance(lat, (tuple, list)) else lat)
-        name = sd.query_devices(stream.device[1] if isinstance(stream.device, (tuple, list)) else stream.device)["name"]
-        self.status = f"{'input' if self.use_input else 'file player'} -> {name}"
+        device = sd.query_devices(stream.device[1] if isinstance(stream.device, (tuple, list)) else stream.device)
+        host = sd.query_hostapis(device["hostapi"])["name"]
+        self.status = f"{'input' if self.use_input else 'file player'} -> {device['name']} ({host})"
 
     def stop(self) -> None:
         stream, self.stream = self.stream, None
@@ -270,7 +338,8 @@ class Engine:
             stream.stop()
             stream.close()
         if self._next_rack is not None:
-            self.rack, self._next_rack = self._next_rack, None
+            self._take_rack(self._next_rack)
+            self._next_rack = None
         self.device_latency_s = 0.0
         self.status = "stopped"
 
@@ -336,7 +405,7 @@ class Engine:
         swap = self._next_rack
         if swap is not None:  # fade the old rack out over this block, the new one in over the next
             ramp_scale(out, 1.0, 0.0)
-            self.rack = swap
+            self._take_rack(swap)
             self._next_rack = None
             self._fade_in = True
         v = self.output_volume
@@ -344,7 +413,7 @@ class Engine:
         v[1] = v[0]
         self.scope_out.write(out)
         self._meter(out, 1)
-        if self.recording:
+        if self._recording[0]:
             self.record_ring.write(out)
 
 

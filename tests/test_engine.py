@@ -16,7 +16,7 @@ def board():
 
 
 def test_ring_returns_newest_samples_across_the_wrap():
-    ring = Ring(8)
+    ring = Ring.allocate(8)
     ring.write(np.arange(6, dtype=np.float32))
     ring.write(np.arange(6, 11, dtype=np.float32))  # wraps: buffer holds 3..10
     np.testing.assert_array_equal(ring.latest(4), [7, 8, 9, 10])

@@ -95,6 +95,9 @@ class Inspector(QtWidgets.QWidget):
     def __init__(self, slot, parent=None):
         super().__init__(parent)
         self.slot = slot
+        # The live gain-reduction reading (dB) where the pedal meters one; the window points it at
+        # the engine process, which runs its own copy of the pedal.
+        self.meter = lambda: getattr(slot.pedal, "gain_reduction_db", None)
         self.layout_ = QtWidgets.QVBoxLayout(self)
         self.layout_.setContentsMargins(6, 6, 6, 6)
         title = QtWidgets.QLabel(f"{slot.pedal.name.upper()} — {slot.pedal.description}")
@@ -272,18 +275,26 @@ class LA2AInspector(Inspector):
             self.refresh()
 
     def tick(self) -> None:
-        gr = getattr(self.slot.pedal, "gain_reduction_db", None)
+        gr = self.meter()
         if gr is not None:
             self.history.append(max(0.0, -float(gr)))
             t = (np.arange(self.HISTORY) - self.HISTORY + 1) / 30.0
             self.history_curve.setData(t, np.fromiter(self.history, float, len(self.history)))
 
 
-def make_inspector(slot) -> Inspector:
-    """The inspector that suits the pedal: its own API where it has one, else a sine probe."""
+def make_inspector(slot, meter=None) -> Inspector:
+    """The inspector that suits the pedal: its own API where it has one, else a sine probe.
+
+    ``meter()`` returns the running pedal's gain reduction in dB (or None), where it is not
+    ``slot.pedal`` that runs.
+    """
     pedal = slot.pedal
     if hasattr(pedal, "stages"):
-        return JVMInspector(slot)
-    if hasattr(pedal, "static_curve") or hasattr(pedal, "gain_reduction_db"):
-        return LA2AInspector(slot)
-    return ProbeInspector(slot)
+        inspector = JVMInspector(slot)
+    elif hasattr(pedal, "static_curve") or hasattr(pedal, "gain_reduction_db"):
+        inspector = LA2AInspector(slot)
+    else:
+        inspector = ProbeInspector(slot)
+    if meter is not None:
+        inspector.meter = meter
+    return inspector

@@ -1,5 +1,8 @@
 """The main window: transport toolbar, the board, scopes and meters, the inspector dock and the
 status bar. GUI thread; one ~30 fps timer reads the engine's rings and counters and redraws.
+
+The audio engine runs in its own process (``app.engine_process``): the window sends it the rack,
+knob and bypass targets and the file player, and reads its meters from shared memory.
 """
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.board import Board, PresetError
-from app.engine import AudioSettings, Engine, FilePlayer, Recorder, render_board
+from app.engine import AudioSettings, Recorder, render_board
+from app.engine_process import AudioProcess
 from app.ui import theme
 from app.ui.dialogs import SettingsDialog
 from app.ui.inspectors import make_inspector
@@ -46,7 +50,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.board = board
         self.settings = settings or AudioSettings(sample_rate=board.sample_rate)
         self.use_device = use_device
-        self.engine = Engine(board.rack(), board.sample_rate)
+        self.engine = AudioProcess(board)
+        self.clip_path = None
         self.recorder: Recorder | None = None
         self.inspector = None
         self.inspector_slot = None
@@ -189,7 +194,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def board_changed(self) -> None:
         """The pedal list changed: new cards, a new rack for the engine (swapped, faded)."""
-        self.engine.set_rack(self.board.rack())
+        self.engine.set_rack(self.board.slots)
         self.rebuild_cards()
         if self.inspector_slot is not None and self.inspector_slot not in self.board.slots:
             self.dock.hide()
@@ -197,11 +202,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def set_knob(self, slot, name, value) -> None:
         slot.pedal.set_knobs(**{name: value})
+        self.engine.set_knobs(slot, **{name: value})
         if slot is self.inspector_slot:
             self._inspector_dirty = True
 
     def set_bypass(self, slot, bypassed) -> None:
         self.board.set_bypass(self.board.slots.index(slot), bypassed)
+        self.engine.set_bypass(slot, bypassed)
 
     def move_slot(self, src: int, dst: int) -> None:
         self.board.move(src, dst)
@@ -232,7 +239,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def show_inspector(self, slot) -> None:
         old = self.dock.widget()
         try:
-            self.inspector = make_inspector(slot)
+            self.inspector = make_inspector(slot, meter=lambda: self.engine.gain_reduction_db(slot))
         except Exception as exc:  # a model's probe failing must not take the board down
             self.notify(f"{slot.name}: cannot inspect: {exc}")
             return
@@ -252,12 +259,12 @@ class MainWindow(QtWidgets.QMainWindow):
         except (AudioFileError, OSError) as exc:
             self.notify(f"cannot open {path}: {exc}")
             return
-        player = FilePlayer(audio.samples, pathlib.Path(path).name)
-        player.loop = self.loop_action.isChecked()
-        self.engine.set_player(player)
+        name = pathlib.Path(path).name
+        self.engine.set_player(audio.samples, name, loop=self.loop_action.isChecked())
+        self.clip_path = path
         self.play_action.setChecked(True)
         self.play_action.setText("❚❚ Pause")
-        self.notify(f"playing {player.name}" + (f" ({'; '.join(audio.notes)})" if audio.notes else ""))
+        self.notify(f"playing {name}" + (f" ({'; '.join(audio.notes)})" if audio.notes else ""))
 
     def choose_clip(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open audio", "", "Audio (*.wav *.flac *.aiff)")
@@ -265,18 +272,15 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_clip(path)
 
     def toggle_play(self) -> None:
-        player = self.engine.player
-        if player is None:
+        if not self.engine.has_player:
             self.play_action.setChecked(False)
             return
-        if self.play_action.isChecked() and player.position >= player.samples.size:
-            player.position = 0
-        player.playing = self.play_action.isChecked()
-        self.play_action.setText("❚❚ Pause" if player.playing else "▶ Play")
+        playing = self.play_action.isChecked()
+        self.engine.set_playing(playing)
+        self.play_action.setText("❚❚ Pause" if playing else "▶ Play")
 
     def toggle_loop(self) -> None:
-        if self.engine.player is not None:
-            self.engine.player.loop = self.loop_action.isChecked()
+        self.engine.set_loop(self.loop_action.isChecked())
 
     def toggle_record(self) -> None:
         if self.recorder is not None:
@@ -367,7 +371,7 @@ class MainWindow(QtWidgets.QMainWindow):
     # ---- audio ----
     def start_audio(self) -> None:
         self.engine.start(self.settings, use_device=self.use_device)
-        if self.engine.player is None and not self.engine.use_input and self.demo_path is not None:
+        if not self.engine.has_player and not self.engine.use_input and self.demo_path is not None:
             self.open_clip(self.demo_path)
         self.status_device.setText(self.engine.status)
 
@@ -387,13 +391,15 @@ class MainWindow(QtWidgets.QMainWindow):
             board = Board(settings.sample_rate)
             board.slots = board.slots_from_preset(preset)
             self.board = board
-            player = self.engine.player
-            self.engine = Engine(board.rack(), board.sample_rate)
+            if self.recorder is not None:
+                self.toggle_record()
+            self.engine.close()
+            self.engine = AudioProcess(board)
             self.scope.sample_rate = board.sample_rate
             self.spectrum.set_sample_rate(board.sample_rate)
             self.rebuild_cards()
-            if player is not None and self.demo_path is not None:
-                self.open_clip(self.demo_path)
+            if self.clip_path is not None:
+                self.open_clip(self.clip_path)
         self.start_audio()
 
     # ---- the frame timer ----
@@ -407,10 +413,12 @@ class MainWindow(QtWidgets.QMainWindow):
         peak_in, peak_out = e.read_peaks()
         self.meter_in.set_peak(peak_in, peak_in >= 1.0)
         self.meter_out.set_peak(peak_out, peak_out >= 1.0)
-        la2a = next((s.pedal for s in self.board.slots if hasattr(s.pedal, "gain_reduction_db")), None)
-        self.gr_meter.set_gr(None if la2a is None else max(0.0, -float(la2a.gain_reduction_db)))
+        gr = next((g for g in map(e.gain_reduction_db, self.board.slots) if g is not None), None)
+        self.gr_meter.set_gr(None if gr is None else max(0.0, -gr))
         if self.frames % TEXT_EVERY_FRAMES == 0:
             self._update_readouts()
+            for message in e.poll_messages():
+                self.notify(message)
         if self.recorder is not None:
             self.recorder.drain()
         if self.inspector is not None and self.dock.isVisible():
@@ -425,11 +433,9 @@ class MainWindow(QtWidgets.QMainWindow):
         """CPU per pedal and total, latency and xruns: text, refreshed a few times a second."""
         e = self.engine
         block_s = max(e.block_size, 1) / e.sample_rate
-        rack = e.rack
         for card in self.cards:
-            if card.slot in rack.slots:
-                card.set_cpu(rack.cpu_s[rack.slots.index(card.slot)] / block_s)
-        for label, text in ((self.status_cpu, f"CPU {100 * rack.cpu_s.sum() / block_s:.1f}%"),
+            card.set_cpu(e.slot_cpu_s(card.slot) / block_s)
+        for label, text in ((self.status_cpu, f"CPU {100 * e.total_cpu_s() / block_s:.1f}%"),
                             (self.status_latency, f"latency {1e3 * e.latency_s:.1f} ms"),
                             (self.status_xruns, f"xruns {int(e.xruns[0])}")):
             if label.text() != text:
@@ -440,5 +446,5 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.recorder is not None:
             self.recorder.close()
             self.recorder = None
-        self.engine.stop()
+        self.engine.close()
         super().closeEvent(event)
