@@ -133,3 +133,49 @@ def test_settings_are_remembered(tmp_path, monkeypatch):
     assert AudioSettings.load() == AudioSettings(None, "dummy", 44100, 256, "file")
     (tmp_path / "audio.json").write_text("{corrupt")
     assert AudioSettings.load() == AudioSettings()
+
+
+def _steady_out(process, n=4800):
+    """The newest n output samples once at least 0.3 s more has played (the knob ramps and fades
+    have settled)."""
+    import time
+    start = int(process.scope_out.written[0])
+    deadline = time.monotonic() + 20
+    while int(process.scope_out.written[0]) < start + 14400:
+        assert time.monotonic() < deadline, "the engine process stopped producing blocks"
+        time.sleep(0.02)
+    return process.scope_out.latest(n), process.scope_in.latest(n)
+
+
+def test_engine_process_runs_the_board_and_takes_knobs_bypass_and_new_racks():
+    """The engine the window uses: another process, commands over a pipe, meters in shared memory."""
+    from app.engine_process import AudioProcess
+    board = Board(48000)
+    od3 = board.add("od3")
+    process = AudioProcess(board)
+    try:
+        assert "no audio device" in process.start(AudioSettings(block_size=256), use_device=False)
+        t = np.arange(48000) / 48000
+        process.set_player((0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), "sine")
+        y, x = _steady_out(process)
+        assert process.running_slot_ids() == (od3.id,)
+        assert process.slot_cpu_s(od3) > 0 and process.xruns[0] == 0
+        assert np.abs(y - x).max() > 0.05  # the overdrive changes the sine
+        quiet = np.sqrt(np.mean(y ** 2))
+        process.set_knobs(od3, level=9.0)
+        y, _ = _steady_out(process)
+        assert np.sqrt(np.mean(y ** 2)) > 1.5 * quiet  # the knob reached the engine's pedal
+        process.set_bypass(od3, True)
+        y, x = _steady_out(process)
+        np.testing.assert_allclose(y, x, atol=1e-6)  # bypassed: the output is the input
+        process.input_gain[0] = 0.5  # shared memory: the GUI writes the target directly
+        y, x = _steady_out(process)
+        np.testing.assert_allclose(np.abs(x).max(), 0.15, rtol=1e-3)
+        second = board.add("od3")
+        process.set_rack([second, od3])
+        _steady_out(process)
+        assert process.running_slot_ids() == (second.id, od3.id)
+        assert process.poll_messages() == []
+    finally:
+        process.close()
+    assert not process.alive
