@@ -53,6 +53,26 @@ def crossfade(dry, wet, out, mix, step):
     mix[1] = g
 
 
+@njit(nogil=True, fastmath=True, cache=True)
+def delay_through(x, out, line, pos):
+    """out = x delayed by len(line) samples, through the ring ``line`` (state) at ``pos[0]``.
+
+    out may alias x. Keeps a bypassed pedal's path as late as the engaged pedal (latency
+    compensation), so the bypass crossfade mixes aligned signals and the board's latency does
+    not jump when a pedal is bypassed.
+    """
+    n = line.shape[0]
+    p = pos[0]
+    for i in range(x.shape[0]):
+        v = x[i]
+        out[i] = line[p]
+        line[p] = v
+        p += 1
+        if p == n:
+            p = 0
+    pos[0] = p
+
+
 @dataclasses.dataclass(eq=False)
 class Slot:
     """One pedal on the board with its bypass state and the single-pedal chain that runs it at the
@@ -64,6 +84,11 @@ class Slot:
     mix: np.ndarray = dataclasses.field(default_factory=lambda: np.ones(2, np.float32))
     # Names this slot to an engine in another process, which keeps its own copy of the pedal.
     id: int = dataclasses.field(default_factory=lambda: next(_slot_ids))
+
+    def __post_init__(self):
+        # The dry path's delay line: as long as the pedal's latency at the board rate.
+        self.dry_delay = np.zeros(self.chain.latency_samples, np.float32)
+        self.dry_delay_pos = np.zeros(1, np.int64)
 
     @property
     def name(self) -> str:
@@ -81,7 +106,9 @@ class Slot:
 class Rack:
     """What the audio callback runs: slots in order, each crossfaded between dry and wet.
 
-    A fully bypassed slot is skipped (its pedal keeps its state and fades back in).
+    A fully bypassed slot is skipped (its pedal keeps its state and fades back in); its dry path is
+    delayed by the pedal's latency, so bypass changes neither the timing nor, while it fades,
+    mixes two misaligned copies (a comb filter).
     ``cpu_s[i]`` holds the seconds slot i took in the last block (written on the audio thread,
     read by the GUI); ``cpu_s`` may be given (a view of the engine's shared arrays).
     ``generation`` tells racks apart: the engine publishes the one it runs.
@@ -105,15 +132,19 @@ class Rack:
         clock = time.perf_counter
         for i, slot in enumerate(self.slots):
             mix = slot.mix
+            delayed = slot.dry_delay.shape[0] > 0
             if mix[0] == 0.0 and mix[1] == 0.0:
+                if delayed:
+                    delay_through(out, out, slot.dry_delay, slot.dry_delay_pos)
                 self.cpu_s[i] = 0.0
                 continue
             t0 = clock()
-            if mix[0] == 1.0 and mix[1] == 1.0:
-                slot.chain.process(out, out)
+            if delayed:  # also while engaged: the line holds the recent input for a bypass
+                delay_through(out, dry, slot.dry_delay, slot.dry_delay_pos)
             else:
                 dry[:] = out
-                slot.chain.process(out, out)
+            slot.chain.process(out, out)
+            if mix[0] != 1.0 or mix[1] != 1.0:
                 crossfade(dry, out, out, mix, self._step)
             self.cpu_s[i] = clock() - t0
 
@@ -191,7 +222,7 @@ class Board:
 
     @property
     def latency_samples(self) -> int:
-        return sum(s.latency_samples for s in self.slots if not s.bypassed)
+        return sum(s.latency_samples for s in self.slots)  # bypassed slots delay as much
 
     # ---- presets ----
     def to_preset(self) -> dict:

@@ -58,12 +58,14 @@ def test_bypassed_rack_passes_input_through_and_engaging_fades_in(board):
     board.set_bypass(1, True)
     board.slots[0].mix[1] = board.slots[1].mix[1] = 0.0  # already faded out
     rack = board.rack()
-    np.testing.assert_array_equal(run(rack, x, 128), x)
+    delay = rack.latency_samples  # bypassed pedals delay as much as engaged ones (resampling)
+    assert delay > 0 and board.latency_samples == delay
+    np.testing.assert_array_equal(run(rack, x, 128), np.concatenate([np.zeros(delay, np.float32), x[:-delay]]))
     board.set_bypass(1, False)
     y = run(rack, x, 128)
     fade = int(BYPASS_FADE_MS * 1e-3 * 48000)  # 480 samples
-    # The first sample is 1/480 wet: within 1/480 * |wet - dry| of the dry input.
-    assert abs(y[0] - x[0]) <= 2.0 / fade * (abs(x[0]) + 1.0)
+    # The first sample is 1/480 wet: within 1/480 * |wet - dry| of the dry (delayed) input.
+    assert abs(y[0] - x[-delay]) <= 2.0 / fade * (abs(x[-delay]) + 1.0)
     assert board.slots[1].mix[1] == 1.0
     assert np.max(np.abs(np.diff(y))) < 0.5  # no step anywhere
 
