@@ -10,6 +10,7 @@ import pytest  # noqa: E402
 from PySide6 import QtCore, QtGui  # noqa: E402
 
 from app.board import Board  # noqa: E402
+from app.ui.pedal_card import MIME_SLOT  # noqa: E402
 from conftest import requires_shared  # noqa: E402
 
 
@@ -64,7 +65,6 @@ def test_drag_and_drop_reorders_the_chain(window, qtbot):
     first, second = window.board.slots
     view = window.board_view
     mime = QtCore.QMimeData()
-    from app.ui.pedal_card import MIME_SLOT
     mime.setData(MIME_SLOT, b"0")
     target = window.cards[1].geometry().topRight() + QtCore.QPoint(5, 10)  # right of card 1's centre
     pos = view.viewport().mapFrom(view.inner, target)
@@ -75,6 +75,33 @@ def test_drag_and_drop_reorders_the_chain(window, qtbot):
     # The audio thread (here the device-less paced stream) takes the new rack at its next block.
     qtbot.waitUntil(lambda: window.engine.running_slot_ids() == (second.id, first.id), timeout=5000)
     assert [c.slot for c in window.cards] == [second, first]
+
+
+def test_dragging_a_card_by_its_title_starts_a_drag_that_reorders(window, qtbot, monkeypatch):
+    """Press on card 0's title and move: the card starts a QDrag carrying its index. Qt's drag loop
+    needs a real pointer (it blocks offscreen), so the loop alone is stood in for: it drops the
+    drag's own data right of card 1, where a user would let go."""
+    first, second = window.board.slots
+    view = window.board_view
+    started = []
+
+    def drag_loop(drag, action):
+        started.append((drag.source(), bytes(drag.mimeData().data(MIME_SLOT)), action))
+        target = window.cards[1].geometry().topRight() + QtCore.QPoint(5, 10)
+        pos = view.viewport().mapFrom(view.inner, target)
+        view.dropEvent(QtGui.QDropEvent(QtCore.QPointF(pos), action, drag.mimeData(), QtCore.Qt.LeftButton,
+                                        QtCore.Qt.NoModifier))
+        return action
+    monkeypatch.setattr(QtGui.QDrag, "exec", drag_loop)
+    card = window.cards[0]
+    start = card.title.geometry().center()
+    qtbot.mousePress(card, QtCore.Qt.LeftButton, pos=start)
+    qtbot.mouseMove(card, start + QtCore.QPoint(3, 0))  # under the 8 px threshold: no drag yet
+    assert not started
+    qtbot.mouseMove(card, start + QtCore.QPoint(40, 0))
+    assert started == [(card, b"0", QtCore.Qt.MoveAction)]
+    assert window.board.slots == [second, first]
+    qtbot.waitUntil(lambda: window.engine.running_slot_ids() == (second.id, first.id), timeout=5000)
 
 
 def test_keyboard_moves_a_card(window, qtbot):
