@@ -131,7 +131,8 @@ def cmd_train(args) -> int:
 def cmd_distill(args) -> int:
     from effects.training.distill import distill
     folder = distill(args.teacher, args.folder, args.knobs.split(","), train_settings=args.settings,
-                     seconds_per_setting=args.seconds, seed=args.seed, teacher_path=args.model)
+                     seconds_per_setting=args.seconds, seed=args.seed, teacher_path=args.model,
+                     valid_settings=args.valid_settings, test_settings=args.test_settings, dynamics=args.dynamics)
     print(f"wrote a dataset of {args.teacher}'s outputs to {folder}")
     return 0
 
@@ -170,6 +171,10 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="teacher weights file (default: the pedal's default)")
     s.add_argument("--settings", type=int, default=300, help="training knob settings (default 300)")
     s.add_argument("--seconds", type=float, default=2.0, help="seconds of audio per setting (default 2)")
+    s.add_argument("--valid-settings", type=int, default=20, help="validation knob settings (default 20)")
+    s.add_argument("--test-settings", type=int, default=16, help="test knob settings, on held-out DI (default 16)")
+    s.add_argument("--dynamics", action="store_true",
+                   help="vary the level within pairs (level envelopes, gaps, dynamics phrases): for compressors")
     s.add_argument("--seed", type=int, default=0)
     d = sub.add_parser("check-data", help="validate a dataset folder and report levels and input/target latency")
     d.add_argument("folder", help="folder with dataset.json and its WAV pairs")

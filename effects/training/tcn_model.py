@@ -130,3 +130,11 @@ class FiLMTCN(nn.Module):
     def streaming_twin(self) -> MicroTCN:
         """The streaming model (effects.tcn) holding these weights."""
         return MicroTCN(self.numpy_state(), self.dilations, self.config())
+
+
+TCN_DEFAULTS = {"channels": 32, "kernel_size": 13, "dilations": [1, 10, 100, 1000], "cond_sizes": [16, 32, 32]}
+
+
+def build_tcn(m: dict, num_conds: int) -> FiLMTCN:
+    """The ``tcn`` model type of ``knobnet train`` (config keys: TCN_DEFAULTS)."""
+    return FiLMTCN(num_conds, m["channels"], m["kernel_size"], m["dilations"], m["cond_sizes"])

@@ -27,10 +27,12 @@ import numpy as np
 import torch
 import yaml
 
+from effects.ddsp.amp import DDSP_DEFAULTS, build_ddsp
 from effects.progress import Progress
 from effects.training.data import load_dataset
 from effects.training.losses import TrainingLoss, metrics
 from effects.training.rnn import ConditionedGRU, count_params
+from effects.training.tcn_model import TCN_DEFAULTS, build_tcn
 
 
 class ConfigError(ValueError):
@@ -67,6 +69,8 @@ def _build_gru(m: dict, num_conds: int) -> ConditionedGRU:
 
 MODEL_TYPES = {
     "gru": ModelType({"conditioning": "concat", "hidden_size": 32, "mlp_size": 8, "n_mlp_blocks": 2}, _build_gru),
+    "tcn": ModelType(TCN_DEFAULTS, build_tcn),
+    "ddsp": ModelType(DDSP_DEFAULTS, build_ddsp),
 }
 
 
