@@ -241,13 +241,9 @@ class AudioProcess:
 def _engine_main(conn, shm_name: str, layout: dict) -> None:
     """Entry point of the engine process: build the engine on the shared arrays, serve commands."""
     from app.board import Board, Rack
+    # Attaching registers the block with the resource tracker this process shares with the GUI
+    # (spawn passes it on): one registration, which the GUI's unlink removes.
     shm = shared_memory.SharedMemory(name=shm_name)
-    try:
-        # The parent owns the block: keep this process's resource tracker from unlinking it.
-        from multiprocessing import resource_tracker
-        resource_tracker.unregister(shm._name, "shared_memory")
-    except Exception:
-        pass
     arrays = EngineArrays(**layout, buffer=shm.buf)
     board = Board(layout["sample_rate"])
     slots: dict[int, object] = {}
