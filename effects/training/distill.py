@@ -154,7 +154,8 @@ def distill(teacher: str, folder, knob_names, train_settings: int = 300, seconds
     """Write a dataset folder of (input, teacher output) pairs at random knob settings.
 
     dynamics: vary the level within pairs (see the module docstring): a level envelope over 3 in 4
-    training and validation pairs and over every odd-numbered test pair.
+    training and validation pairs and over test pairs 2, 3, 6, 7, ... (each held-out clip both
+    with and without).
     """
     rng = np.random.default_rng(seed)
     pedal = load_pedal(teacher, model_path=teacher_path)
@@ -174,7 +175,7 @@ def distill(teacher: str, folder, knob_names, train_settings: int = 300, seconds
                 else:
                     start = rng.integers(0, max(1, len(src) - n))
                     x = src[start:start + n].copy()
-                if dynamics and (i % 2 == 1 if split == "test" else rng.random() < 0.75):
+                if dynamics and ((i // 2) % 2 == 1 if split == "test" else rng.random() < 0.75):
                     x *= level_envelope(len(x), rate, rng)
                 x *= rng.uniform(0.1, 1.0) / (np.abs(x).max() + 1e-9)  # peak level from -20 to 0 dBFS
                 pedal.reset()
