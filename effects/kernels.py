@@ -140,3 +140,131 @@ def all_equal(a, b):
         if a[i] != b[i]:
             return False
     return True
+
+
+@njit(inline="always", **_jit)
+def _gru_gates(i, g, h):
+    """GRU update of h (H) in place from input and hidden pre-activations i, g (3H); i is overwritten."""
+    H = h.shape[0]
+    H2 = 2 * H
+    for j in range(H2):
+        i[j] = sigmoid32(i[j] + g[j])  # r, z
+    for j in range(H):
+        n = tanh32(i[H2 + j] + i[j] * g[H2 + j])
+        h[j] = n + i[H + j] * (h[j] - n)
+
+
+@njit(inline="always", **_jit)
+def _lstm_gates(pre, h, c):
+    """LSTM update of h, c (H) in place from summed pre-activations (4H, gates i, f, g, o); pre is overwritten."""
+    H = h.shape[0]
+    for j in range(H):
+        pre[j] = sigmoid32(pre[j])
+        pre[H + j] = sigmoid32(pre[H + j])
+        pre[2 * H + j] = tanh32(pre[2 * H + j])
+        pre[3 * H + j] = sigmoid32(pre[3 * H + j])
+    for j in range(H):
+        c[j] = pre[H + j] * c[j] + pre[j] * pre[2 * H + j]
+        h[j] = pre[3 * H + j] * tanh32(c[j])
+
+
+@njit(**_jit)
+def lstm_run(x, w_ih, w_hh, b_ih, b_hh, w_out, b_out, h, c, pre, out):
+    """Run a single-layer LSTM with a linear read-out over one block, in place.
+
+    Row-vector layout (the transposes of ``torch.nn.LSTM``'s matrices), gate order i, f, g, o:
+    a = x_t w_ih + b_ih + h w_hh + b_hh, c' = s(a_f) c + s(a_i) tanh(a_g), h' = s(a_o) tanh(c'),
+    y_t = w_out . h' + b_out.
+
+    Args:
+        x: (T,) input samples.
+        w_ih: (4H,) input weights; w_hh: (H, 4H) recurrent weights; b_ih, b_hh: (4H,) biases.
+        w_out: (H,) read-out weights; b_out: scalar read-out bias.
+        h, c: (H,) hidden and cell state, updated in place.
+        pre: (4H,) scratch for the pre-activations.
+        out: (T,) output samples (may be x).
+    """
+    H = h.shape[0]
+    H4 = 4 * H
+    for t in range(x.shape[0]):
+        xt = x[t]
+        for j in range(H4):
+            pre[j] = xt * w_ih[j] + b_ih[j] + b_hh[j]
+        for k in range(H):
+            hk = h[k]
+            for j in range(H4):
+                pre[j] += hk * w_hh[k, j]
+        _lstm_gates(pre, h, c)
+        acc = b_out
+        for j in range(H):
+            acc += w_out[j] * h[j]
+        out[t] = acc
+
+
+@njit(**_jit)
+def dynamic_hyper_run(lstm, x, hyper_bias, wh, whh, bhh, A, a, U, v, w_out, b_out,
+                      h, c, hh, hc, ih, gh, d, u, pre, out):
+    """Run a DynamicHyper-GRU/LSTM with a linear read-out over one block, in place (spec section 2.4).
+
+    Per sample: the hyper cell (hidden size K) takes [h_{t-1}; knobs] (the knob part folded into
+    hyper_bias) and updates hh (and hc); the modulations [d_h | d_x | d_b] = hh A + a scale the main
+    cell's pre-activations, g = d_h * (h U) and i = d_x * v x_t + d_b, which update h (and c).
+
+    Args:
+        lstm: LSTM cells (G = 4) if True, else GRU cells (G = 3).
+        x: (T,) input samples.
+        hyper_bias: (GK,) hyper input bias with the knobs folded in.
+        wh: (H, GK), whh: (K, GK), bhh: (GK,) hyper cell weights, row-vector layout.
+        A: (K, 3GH), a: (3GH,) folded modulation maps.
+        U: (H, GH) main recurrent weights; v: (GH,) main input weights.
+        w_out: (H,) read-out weights; b_out: scalar read-out bias.
+        h, c: (H,) main state; hh, hc: (K,) hyper state (c, hc unused for GRU); updated in place.
+        ih, gh: (GK,), d: (3GH,), u, pre: (GH,) scratch.
+        out: (T,) output samples (may be x).
+    """
+    H, GH = U.shape
+    K, GK = whh.shape
+    for t in range(x.shape[0]):
+        xt = x[t]
+        for j in range(GK):
+            ih[j] = hyper_bias[j]
+            gh[j] = bhh[j]
+        for k in range(H):
+            hk = h[k]
+            for j in range(GK):
+                ih[j] += hk * wh[k, j]
+        for m in range(K):
+            hm = hh[m]
+            for j in range(GK):
+                gh[j] += hm * whh[m, j]
+        if lstm:
+            for j in range(GK):
+                ih[j] += gh[j]
+            _lstm_gates(ih, hh, hc)
+        else:
+            _gru_gates(ih, gh, hh)
+        for j in range(3 * GH):
+            d[j] = a[j]
+        for m in range(K):
+            hm = hh[m]
+            for j in range(3 * GH):
+                d[j] += hm * A[m, j]
+        for j in range(GH):
+            u[j] = 0.0
+        for k in range(H):
+            hk = h[k]
+            for j in range(GH):
+                u[j] += hk * U[k, j]
+        for j in range(GH):
+            u[j] *= d[j]  # g
+            pre[j] = d[GH + j] * v[j] * xt + d[2 * GH + j]  # i
+        if lstm:
+            for j in range(GH):
+                pre[j] += u[j]
+            _lstm_gates(pre, h, c)
+        else:
+            _gru_gates(pre, u, h)
+        acc = b_out
+        for j in range(H):
+            acc += w_out[j] * h[j]
+        out[t] = acc

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from effects.training.lstm_op import lstm_cell_backward, lstm_cell_forward
+
 _jit = dict(nogil=True, fastmath=True, cache=True, error_model="numpy")
 
 
@@ -130,3 +132,242 @@ def gru_recurrence(xi, w_hh, b_hh, h0=None):
     if b_hh.dim() == 1:
         b_hh = b_hh.unsqueeze(0).expand(xi.shape[0], -1)
     return GRURecurrence.apply(xi, w_hh, b_hh, h0)
+
+
+# ---- dynamic hyper (spec section 2.4): a small hyper RNN re-modulates the main cell every sample ----
+
+@njit(**_jit)
+def gru_cell_forward(i, g, h, gates):
+    """One GRU step from input and hidden pre-activations i, g (3H); h (H) updated in place.
+
+    Writes the gate activations r, z, n into gates (3H).
+    """
+    H = h.shape[0]
+    for j in range(H):
+        r = 1.0 / (1.0 + np.exp(-(i[j] + g[j])))
+        z = 1.0 / (1.0 + np.exp(-(i[H + j] + g[H + j])))
+        n = np.tanh(i[2 * H + j] + r * g[2 * H + j])
+        gates[j], gates[H + j], gates[2 * H + j] = r, z, n
+        h[j] = n + z * (h[j] - n)
+
+
+@njit(**_jit)
+def gru_cell_backward(dh, gates, g_n, h_prev, d_i, d_g):
+    """Backward of one GRU step: dh (H) is the gradient with respect to h_t and, on return, the
+    direct part of the gradient with respect to h_{t-1}; g_n (H) is the n part of g.
+    Writes the gradients with respect to i and g (3H each)."""
+    H = dh.shape[0]
+    for j in range(H):
+        r, z, n = gates[j], gates[H + j], gates[2 * H + j]
+        da_n = dh[j] * (1.0 - z) * (1.0 - n * n)
+        da_z = dh[j] * (h_prev[j] - n) * z * (1.0 - z)
+        da_r = da_n * g_n[j] * r * (1.0 - r)
+        d_i[j], d_i[H + j], d_i[2 * H + j] = da_r, da_z, da_n
+        d_g[j], d_g[H + j], d_g[2 * H + j] = da_r, da_z, da_n * r
+        dh[j] *= z
+
+
+@njit(parallel=True, **_jit)
+def _dh_forward(lstm, x, hb, wh, whh, bhh, A, a, U, v, hs, cs, hyh, hyc, hgates, hgn, D, uh, gates):
+    """Dynamic-hyper recurrence, GRU or LSTM cells (both the hyper and the main cell).
+
+    Per step: hyper pre-activations i^ = h_{t-1} wh + hb, g^ = h^_{t-1} whh + bhh -> h^_t;
+    modulations D = h^_t A + a = [d_h | d_x | d_b] (3GH); main pre-activations
+    g = d_h * (h_{t-1} U), i = d_x * v x_t + d_b -> h_t. Saves what the backward needs:
+    hs, cs (B,T,H); hyh, hyc (B,T,K); hgates (B,T,GK); hgn (B,T,K) the n part of g^ (GRU);
+    D (B,T,3GH); uh = h_{t-1} U (B,T,GH); gates (B,T,GH).
+    """
+    B, T = x.shape
+    H, GH = U.shape
+    K, GK = whh.shape
+    for b in prange(B):
+        h = np.zeros(H, x.dtype)
+        c = np.zeros(H, x.dtype)
+        hh = np.zeros(K, x.dtype)
+        hc = np.zeros(K, x.dtype)
+        ih = np.empty(GK, x.dtype)
+        gh = np.empty(GK, x.dtype)
+        pre_i = np.empty(GH, x.dtype)
+        pre_g = np.empty(GH, x.dtype)
+        for t in range(T):
+            for j in range(GK):
+                ih[j] = hb[b, j]
+                gh[j] = bhh[j]
+            for k in range(H):
+                for j in range(GK):
+                    ih[j] += h[k] * wh[k, j]
+            for m in range(K):
+                for j in range(GK):
+                    gh[j] += hh[m] * whh[m, j]
+            if lstm:
+                lstm_cell_forward(ih, gh, hh, hc, hgates[b, t])
+                hyc[b, t] = hc
+            else:
+                gru_cell_forward(ih, gh, hh, hgates[b, t])
+                hgn[b, t] = gh[2 * K:]
+            hyh[b, t] = hh
+            d = D[b, t]
+            u = uh[b, t]
+            d[:] = a
+            for m in range(K):
+                for j in range(3 * GH):
+                    d[j] += hh[m] * A[m, j]
+            u[:] = 0.0
+            for k in range(H):
+                for j in range(GH):
+                    u[j] += h[k] * U[k, j]
+            xt = x[b, t]
+            for j in range(GH):
+                pre_g[j] = d[j] * u[j]
+                pre_i[j] = d[GH + j] * v[j] * xt + d[2 * GH + j]
+            if lstm:
+                lstm_cell_forward(pre_i, pre_g, h, c, gates[b, t])
+                cs[b, t] = c
+            else:
+                gru_cell_forward(pre_i, pre_g, h, gates[b, t])
+            hs[b, t] = h
+
+
+@njit(parallel=True, **_jit)
+def _dh_backward(lstm, d_hs, x, wh, whh, A, U, v, hs, cs, hyh, hyc, hgates, hgn, D, uh, gates,
+                 d_hb, d_wh, d_whh, d_bhh, d_A, d_a, d_U, d_v):
+    """Backward of ``_dh_forward``; gradients of shared weights are accumulated per example (axis 0)."""
+    B, T = x.shape
+    H, GH = U.shape
+    K, GK = whh.shape
+    dt = hs.dtype
+    for b in prange(B):
+        zeros_h = np.zeros(H, dt)
+        zeros_k = np.zeros(K, dt)
+        dh = np.zeros(H, dt)
+        dc = np.zeros(H, dt)
+        dhh = np.zeros(K, dt)
+        dhc = np.zeros(K, dt)
+        di = np.empty(GH, dt)
+        dg = np.empty(GH, dt)
+        g_n = np.empty(GH // 3, dt)
+        dD = np.empty(3 * GH, dt)
+        duh = np.empty(GH, dt)
+        dih = np.empty(GK, dt)
+        dgh = np.empty(GK, dt)
+        for t in range(T - 1, -1, -1):
+            h_prev = hs[b, t - 1] if t > 0 else zeros_h
+            hh_prev = hyh[b, t - 1] if t > 0 else zeros_k
+            d = D[b, t]
+            u = uh[b, t]
+            xt = x[b, t]
+            for j in range(H):
+                dh[j] += d_hs[b, t, j]
+            # main cell
+            if lstm:
+                lstm_cell_backward(dh, dc, gates[b, t], cs[b, t], cs[b, t - 1] if t > 0 else zeros_h, di)
+                dg[:] = di
+                dh[:] = 0.0
+            else:
+                Hn = GH // 3
+                for j in range(Hn):
+                    g_n[j] = d[2 * Hn + j] * u[2 * Hn + j]
+                gru_cell_backward(dh, gates[b, t], g_n, h_prev, di, dg)
+            # modulations and main weights
+            for j in range(GH):
+                dD[j] = dg[j] * u[j]
+                duh[j] = dg[j] * d[j]
+                dD[GH + j] = di[j] * v[j] * xt
+                d_v[b, j] += di[j] * d[GH + j] * xt
+                dD[2 * GH + j] = di[j]
+            for k in range(H):
+                acc = 0.0
+                for j in range(GH):
+                    d_U[b, k, j] += h_prev[k] * duh[j]
+                    acc += U[k, j] * duh[j]
+                dh[k] += acc
+            hh_t = hyh[b, t]
+            for j in range(3 * GH):
+                d_a[b, j] += dD[j]
+            for m in range(K):
+                acc = 0.0
+                for j in range(3 * GH):
+                    d_A[b, m, j] += hh_t[m] * dD[j]
+                    acc += A[m, j] * dD[j]
+                dhh[m] += acc
+            # hyper cell
+            if lstm:
+                lstm_cell_backward(dhh, dhc, hgates[b, t], hyc[b, t], hyc[b, t - 1] if t > 0 else zeros_k, dih)
+                dgh[:] = dih
+                dhh[:] = 0.0
+            else:
+                gru_cell_backward(dhh, hgates[b, t], hgn[b, t], hh_prev, dih, dgh)
+            for j in range(GK):
+                d_bhh[b, j] += dgh[j]
+                d_hb[b, j] += dih[j]
+            for m in range(K):
+                acc = 0.0
+                for j in range(GK):
+                    d_whh[b, m, j] += hh_prev[m] * dgh[j]
+                    acc += whh[m, j] * dgh[j]
+                dhh[m] += acc
+            for k in range(H):
+                acc = 0.0
+                for j in range(GK):
+                    d_wh[b, k, j] += h_prev[k] * dih[j]
+                    acc += wh[k, j] * dih[j]
+                dh[k] += acc
+
+
+class DynamicHyperRecurrence(torch.autograd.Function):
+    """hs of a DynamicHyper-GRU/LSTM (spec section 2.4) with its modulation maps folded.
+
+    The per-gate maps z = Z h^ + z_bias, d^k = D^k z^k (+ e^k for d_b) are linear in the hyper state
+    h^, so they fold into one matrix: [d_h | d_x | d_b] = h^ A + a.
+
+    Args (forward):
+        lstm: True for LSTM cells (gates i, f, g, o; G = 4), False for GRU (r, z, n; G = 3).
+        x: (B, T) audio (no gradient).
+        hb: (B, GK) hyper input bias with the knobs folded in, K the hyper size.
+        wh: (H, GK) hyper input weights on h_{t-1}; whh: (K, GK), bhh: (GK) hyper recurrent weights.
+        A: (K, 3GH), a: (3GH) the folded modulation maps.
+        U: (H, GH) main recurrent weights; v: (GH) main input weights.
+    Returns:
+        (B, T, H) main hidden states.
+    """
+
+    @staticmethod
+    def forward(ctx, lstm, x, hb, wh, whh, bhh, A, a, U, v):
+        dtype = x.dtype
+        arrs = [t.detach().contiguous().numpy() for t in (x, hb, wh, whh, bhh, A, a, U, v)]
+        np_x = arrs[0]
+        B, T = np_x.shape
+        H, GH = arrs[7].shape
+        K, GK = arrs[3].shape
+        f = np_x.dtype
+        hs = np.empty((B, T, H), f)
+        cs = np.empty((B, T, H if lstm else 0), f)
+        hyh = np.empty((B, T, K), f)
+        hyc = np.empty((B, T, K if lstm else 0), f)
+        hgates = np.empty((B, T, GK), f)
+        hgn = np.empty((B, T, 0 if lstm else K), f)
+        D = np.empty((B, T, 3 * GH), f)
+        uh = np.empty((B, T, GH), f)
+        gates = np.empty((B, T, GH), f)
+        _dh_forward(lstm, *arrs, hs, cs, hyh, hyc, hgates, hgn, D, uh, gates)
+        ctx.lstm = lstm
+        ctx.np_saved = (arrs, hs, cs, hyh, hyc, hgates, hgn, D, uh, gates)
+        return torch.from_numpy(hs).to(dtype)
+
+    @staticmethod
+    def backward(ctx, d_hs):
+        arrs, hs, cs, hyh, hyc, hgates, hgn, D, uh, gates = ctx.np_saved
+        x, hb, wh, whh, bhh, A, a, U, v = arrs
+        B = x.shape[0]
+        d = d_hs.detach().contiguous().numpy().astype(hs.dtype, copy=False)
+        grads = [np.zeros((B,) + w.shape[1:] if w is hb else (B,) + w.shape, hs.dtype)
+                 for w in (hb, wh, whh, bhh, A, a, U, v)]
+        _dh_backward(ctx.lstm, d, x, wh, whh, A, U, v, hs, cs, hyh, hyc, hgates, hgn, D, uh, gates, *grads)
+        d_hb = torch.from_numpy(grads[0])
+        shared = [torch.from_numpy(g.sum(axis=0)) for g in grads[1:]]
+        return (None, None, d_hb, *shared)
+
+
+def dynamic_hyper_recurrence(lstm: bool, x, hb, wh, whh, bhh, A, a, U, v):
+    """Functional form of ``DynamicHyperRecurrence``; zero initial states."""
+    return DynamicHyperRecurrence.apply(lstm, x, hb, wh, whh, bhh, A, a, U, v)

@@ -31,7 +31,7 @@ from effects.ddsp.amp import DDSP_DEFAULTS, build_ddsp
 from effects.progress import Progress
 from effects.training.data import load_dataset
 from effects.training.losses import TrainingLoss, metrics
-from effects.training.rnn import ConditionedGRU, count_params
+from effects.training.rnn import RNN_DEFAULTS, count_params, rnn_builder
 from effects.training.tcn_model import TCN_DEFAULTS, build_tcn
 
 
@@ -63,12 +63,9 @@ class ModelType:
         self.defaults, self.build = defaults, build
 
 
-def _build_gru(m: dict, num_conds: int) -> ConditionedGRU:
-    return ConditionedGRU(m["conditioning"], m["hidden_size"], num_conds, m["mlp_size"], m["n_mlp_blocks"])
-
-
 MODEL_TYPES = {
-    "gru": ModelType({"conditioning": "concat", "hidden_size": 32, "mlp_size": 8, "n_mlp_blocks": 2}, _build_gru),
+    "gru": ModelType(RNN_DEFAULTS, rnn_builder("gru")),
+    "lstm": ModelType(RNN_DEFAULTS, rnn_builder("lstm")),
     "tcn": ModelType(TCN_DEFAULTS, build_tcn),
     "ddsp": ModelType(DDSP_DEFAULTS, build_ddsp),
 }
