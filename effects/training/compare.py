@@ -36,7 +36,8 @@ def esr_against_teacher(student_path, settings, clips) -> float:
     return float(np.mean(values))
 
 
-def compare(dataset=ROOT / "out" / "datasets" / "od3", runs=ROOT / "out" / "train", methods=("concat", "film", "statichyper")):
+def compare(dataset=ROOT / "out" / "datasets" / "od3", runs=ROOT / "out" / "train",
+            methods=("concat", "film", "statichyper", "dynamichyper")):
     desc = json.loads((pathlib.Path(dataset) / "dataset.json").read_text())
     seen = [p["knobs"] for p in desc["pairs"] if p.get("split") == "train"][:8]
     unseen = [p["knobs"] for p in desc["pairs"] if p.get("split") == "test"][:8]
@@ -64,7 +65,10 @@ def markdown(rows) -> str:
              "(`knobnet distill`, 300 settings x 2 s) with the same recipe (resources/training/od3-*.yaml). "
              "ESR is against the teacher, on clean DI no student trained on "
              f"({', '.join(HELD_OUT_DI)}), at 8 knob settings seen in training and 8 never seen. "
-             "Real-time factor: one thread, 48 kHz, 128-sample blocks, as `knobnet bench`.", "",
+             "Concat, FiLM and static hyper fold into plain GRU weights per knob setting, so they stream at the "
+             "same cost; dynamic hyper runs a small hyper GRU and re-modulates the main GRU every sample. "
+             "Real-time factor: one thread, 48 kHz, 128-sample blocks, as `knobnet bench`, measured one after "
+             "another on a shared machine (compare ratios within one table, not across runs).", "",
              "| model | params | ops/sample | RTF @128 | ESR seen | ESR unseen |", "|---|---|---|---|---|---|"]
     for r in rows:
         if "missing" in r:
@@ -72,7 +76,7 @@ def markdown(rows) -> str:
             continue
         esr = (f"{r['esr_seen']:.4f} | {r['esr_unseen']:.4f}" if "esr_seen" in r else "(reference) | (reference)")
         lines.append(f"| {r['model']} | {r['params']:,} | {r['ops_per_sample']:,} | {r['rtf_128']:.1f}x | {esr} |")
-    lines += ["", "Reproduce: `python -m effects.training.compare` (after training the three configs).", ""]
+    lines += ["", "Reproduce: `python -m effects.training.compare` (after training the four configs).", ""]
     return "\n".join(lines)
 
 

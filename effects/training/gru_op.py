@@ -5,6 +5,10 @@ cannot take a different weight matrix per batch element, which concat-with-FiLM,
 static-hyper conditioning all need (each knob setting folds into its own GRU weights, spec
 section 2). Here the input pre-activations are computed by torch (vectorized over time) and only the
 recurrence runs per step, in compiled loops parallel over the batch.
+
+Dynamic hyper (spec section 2.4) cannot fold into per-knob weights: a hyper RNN re-modulates the
+cell every sample. ``dynamic_hyper_recurrence`` runs that whole recurrence, for GRU or LSTM cells,
+with its shared weights' gradients accumulated per example and summed.
 """
 from __future__ import annotations
 
