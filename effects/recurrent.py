@@ -77,8 +77,6 @@ class _FoldedRNN:
     kind = ""
 
     def _read_out(self, state, cell: str) -> None:
-        if cell not in GATES:
-            raise KeyError(f"cell {cell!r}")
         self.cell, self.gates = cell, GATES[cell]
         self.w_out = state["linear_out.weight"].astype(np.float32)
         self.b_out = float(state["linear_out.bias"][0])
@@ -266,8 +264,6 @@ class DynamicHyperRNN:
     kind = "dynamichyper"
 
     def __init__(self, state: dict[str, np.ndarray], cell: str = "gru"):
-        if cell not in GATES:
-            raise KeyError(f"cell {cell!r}")
         self.cell, self.gates = cell, GATES[cell]
         f32 = {k: v.astype(np.float32) for k, v in state.items()}
         folded = fold_dynamic_hyper(f32, self.gates)
