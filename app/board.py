@@ -73,6 +73,49 @@ def delay_through(x, out, line, pos):
     pos[0] = p
 
 
+_NUMBERS = (int, float, np.number, np.bool_)
+
+
+def copy_state(dst, src, _seen=None) -> None:
+    """Make ``dst``, a deep copy of ``src`` made earlier, hold ``src``'s state as it is now.
+
+    Walks attributes, lists, tuples and dicts: arrays are copied into place (no new arrays unless
+    a shape changed), numbers are rebound. Audio thread, at a rack swap only (it walks Python
+    objects, so it is not free, but it allocates no signal buffers).
+    """
+    _seen = set() if _seen is None else _seen
+    if id(dst) in _seen:
+        return
+    _seen.add(id(dst))
+    if isinstance(dst, dict):
+        items = ((k, dst[k], v) for k, v in src.items() if k in dst)
+    elif isinstance(dst, (list, tuple)):
+        items = ((i, d, v) for i, (d, v) in enumerate(zip(dst, src)))
+    elif hasattr(dst, "__dict__"):
+        items = ((k, d, getattr(src, k)) for k, d in vars(dst).items() if hasattr(src, k))
+    else:
+        return
+    mutable = not isinstance(dst, tuple)
+    for key, d, v in items:
+        if isinstance(d, np.ndarray):
+            if d.shape == v.shape and d.dtype == v.dtype:
+                np.copyto(d, v)
+            elif mutable:
+                _set(dst, key, v.copy())
+        elif isinstance(v, _NUMBERS):
+            if mutable and d is not v:
+                _set(dst, key, v)
+        elif not isinstance(v, (str, bytes, type(None), pathlib.PurePath)):
+            copy_state(d, v, _seen)
+
+
+def _set(container, key, value) -> None:
+    if isinstance(container, (dict, list)):
+        container[key] = value
+    else:
+        setattr(container, key, value)
+
+
 @dataclasses.dataclass(eq=False)
 class Slot:
     """One pedal on the board with its bypass state and the single-pedal chain that runs it at the
@@ -119,6 +162,10 @@ class Rack:
         self.sample_rate = sample_rate
         self.max_block = max_block
         self.generation = next(_rack_generations)
+        self.by_id = {s.id: s for s in self.slots}
+        # True when this rack's slots are copies of (or new beside) the running rack's, never the
+        # same objects: then the engine runs both on the swap block and crossfades between them.
+        self.independent = False
         self.cpu_s = np.zeros(len(self.slots), np.float64) if cpu_s is None else cpu_s
         self._dry = np.zeros(max_block, np.float32)
         self._step = np.float32(1.0 / max(1.0, BYPASS_FADE_MS * 1e-3 * sample_rate))

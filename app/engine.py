@@ -22,7 +22,7 @@ import time
 import numpy as np
 from numba import njit
 
-from app.board import MAX_BLOCK, Rack
+from app.board import MAX_BLOCK, Rack, copy_state
 
 CALLBACK_HISTORY = 1 << 16  # callback durations kept for the p99
 
@@ -45,6 +45,15 @@ def ramp_scale(x, g0, g1):
     d = (g1 - g0) / max(n, 1)
     for i in range(n):
         x[i] *= g0 + d * i
+
+
+@njit(nogil=True, fastmath=True, cache=True)
+def crossfade_blocks(old, new):
+    """old = a linear crossfade from old (first sample) to new (after the last), in place."""
+    n = old.shape[0]
+    for i in range(n):
+        g = np.float32(i / n)
+        old[i] += (new[i] - old[i]) * g
 
 
 class Ring:
@@ -240,6 +249,7 @@ class Engine:
         self._take_rack(rack)
         self._x = np.zeros(MAX_BLOCK, np.float32)
         self._y = np.zeros(MAX_BLOCK, np.float32)
+        self._y_next = np.zeros(MAX_BLOCK, np.float32)
         self._fade_in = False
         self.stream = None
         self.device_latency_s = 0.0
@@ -398,16 +408,31 @@ class Engine:
         g[1] = g[0]
         self.scope_in.write(x)
         self._meter(x, 0)
-        self.rack.process(x, out)
-        if self._fade_in:
-            ramp_scale(out, 0.0, 1.0)
-            self._fade_in = False
         swap = self._next_rack
-        if swap is not None:  # fade the old rack out over this block, the new one in over the next
-            ramp_scale(out, 1.0, 0.0)
+        if swap is not None and swap.independent:
+            # The new rack's pedals are copies: give them the running pedals' state as of now, run
+            # both racks on this block, and crossfade from the old order to the new one.
+            running = self.rack.by_id
+            for slot in swap.slots:
+                live = running.get(slot.id)
+                if live is not None:
+                    copy_state(slot, live)
+            self.rack.process(x, out)
+            y_next = self._y_next[:n]
+            swap.process(x, y_next)
+            crossfade_blocks(out, y_next)
             self._take_rack(swap)
             self._next_rack = None
-            self._fade_in = True
+        else:
+            self.rack.process(x, out)
+            if self._fade_in:
+                ramp_scale(out, 0.0, 1.0)
+                self._fade_in = False
+            if swap is not None:  # shared pedals: fade the old rack out over this block, the new one in over the next
+                ramp_scale(out, 1.0, 0.0)
+                self._take_rack(swap)
+                self._next_rack = None
+                self._fade_in = True
         v = self.output_volume
         ramp_scale(out, v[1], v[0])
         v[1] = v[0]

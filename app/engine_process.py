@@ -17,6 +17,7 @@ process's main thread; the engine's callback runs on that process's audio thread
 """
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import os
 import sys
@@ -258,10 +259,14 @@ def _engine_main(conn, shm_name: str, layout: dict) -> None:
             pass
 
     def set_rack(generation: int, specs: list[dict]) -> None:
+        """Build the rack the GUI describes: copies of the pedals already playing (the callback
+        gives them the playing pedals' state at the swap and crossfades), fresh ones for new ids."""
         ordered = []
         for spec in specs:
             slot = slots.get(spec["id"])
-            if slot is None:
+            if slot is not None:
+                slot = copy.deepcopy(slot)
+            else:
                 try:
                     slot = board.make_slot(spec["name"], spec["model_path"])
                     slot.id = spec["id"]
@@ -274,13 +279,30 @@ def _engine_main(conn, shm_name: str, layout: dict) -> None:
                 # compile after an upgrade) happens on this thread, not in the audio callback.
                 slot.chain.process(warm, warm)
                 slot.chain.reset()
-                slots[spec["id"]] = slot
+            slots[spec["id"]] = slot
             ordered.append(slot)
         for gone in set(slots) - {s["id"] for s in specs}:
-            del slots[gone]  # the old rack keeps its pedals alive until the swap
+            del slots[gone]  # the running rack keeps its pedals alive until the swap
         rack = Rack(ordered, board.sample_rate, cpu_s=arrays.slot_cpu_s)
         rack.generation = generation
+        rack.independent = True
         engine.set_rack(rack)
+
+    def copies_of(sid: int):
+        """Every copy of slot ``sid``: the newest, and those of the running and the pending rack."""
+        found = [slots.get(sid), engine.rack.by_id.get(sid)]
+        pending = engine._next_rack
+        if pending is not None:
+            found.append(pending.by_id.get(sid))
+        return {id(s): s for s in found if s is not None}.values()
+
+    def set_knobs(sid: int, values: dict) -> None:
+        for slot in copies_of(sid):
+            slot.pedal.set_knobs(**values)
+
+    def set_bypass(sid: int, bypassed: bool) -> None:
+        for slot in copies_of(sid):
+            slot.mix[0] = 0.0 if bypassed else 1.0
 
     def publish() -> None:
         rack = engine.rack
@@ -292,8 +314,8 @@ def _engine_main(conn, shm_name: str, layout: dict) -> None:
 
     handlers = {
         "rack": set_rack,
-        "knobs": lambda sid, values: slots[sid].pedal.set_knobs(**values) if sid in slots else None,
-        "bypass": lambda sid, b: slots[sid].mix.__setitem__(0, 0.0 if b else 1.0) if sid in slots else None,
+        "knobs": set_knobs,
+        "bypass": set_bypass,
         "loop": lambda loop: setattr(engine.player, "loop", loop) if engine.player else None,
     }
 

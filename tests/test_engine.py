@@ -179,3 +179,39 @@ def test_engine_process_runs_the_board_and_takes_knobs_bypass_and_new_racks():
     finally:
         process.close()
     assert not process.alive
+
+
+def test_reorder_crossfades_from_the_old_order_to_the_new_with_the_pedals_state():
+    """A rack of copies (as the engine process builds) takes the running pedals' state at the swap;
+    the swap block is a crossfade between both orders, then the new order plays on: no dip."""
+    import copy
+    from app.board import Rack
+    from app.engine import crossfade_blocks
+    board = Board(48000)
+    a, b = board.add("od3"), board.add("od3")
+    a.pedal.set_knobs(drive=9.0, level=3.0)
+    b.pedal.set_knobs(drive=1.0, tone=9.0)
+    engine = Engine(board.rack(), 48000)
+    x = guitar_like(48000, 0.2)
+    engine.set_player(FilePlayer(x))
+    engine.stream = object()  # as if running: swaps go through the callback
+    new_order = Rack([copy.deepcopy(b), copy.deepcopy(a)], 48000)  # copied now: stale by the swap
+    new_order.independent = True
+    out = np.zeros(256, np.float32)
+    for _ in range(10):
+        engine.process_block(None, out)
+    old_ref = Rack([copy.deepcopy(a), copy.deepcopy(b)], 48000)  # both orders from the state at the swap
+    new_ref = Rack([copy.deepcopy(b), copy.deepcopy(a)], 48000)
+    block = x[2560:2816]
+    expected, expected_new = np.zeros(256, np.float32), np.zeros(256, np.float32)
+    old_ref.process(block, expected)
+    new_ref.process(block, expected_new)
+    crossfade_blocks(expected, expected_new)
+    engine.set_rack(new_order)
+    engine.process_block(None, out)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert engine.rack is new_order
+    engine.process_block(None, out)
+    new_ref.process(x[2816:3072], expected)
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert np.abs(expected_new - expected_new.mean()).max() > 0.01  # the pedals did play
