@@ -199,6 +199,10 @@ class AudioProcess:
     def alive(self) -> bool:
         return self._proc.is_alive()
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
     # ---- what the GUI reads ----
     def running_slot_ids(self) -> tuple[int, ...]:
         """Ids of the slots of the rack the callback runs now, in order (empty before the first)."""

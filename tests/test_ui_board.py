@@ -106,6 +106,18 @@ def test_dragging_a_card_by_its_title_starts_a_drag_that_reorders(window, qtbot,
     qtbot.waitUntil(lambda: window.engine.running_slot_ids() == (second.id, first.id), timeout=WAIT_MS)
 
 
+def test_a_dead_engine_process_is_restarted_with_the_board(window, qtbot, monkeypatch):
+    import signal
+    import app.ui.main_window as main_window
+    monkeypatch.setattr(main_window, "ENGINE_RESTART_S", 0.0)
+    window.cards[0].knobs["gain"].setValue(8.0, emit=True)
+    dead = window.engine
+    os.kill(dead.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: window.engine is not dead and window.engine.callbacks[0] > 10, timeout=WAIT_MS)
+    assert window.engine.running_slot_ids() == tuple(s.id for s in window.board.slots)
+    assert "restarted" in window.status_message.text()
+
+
 def test_keyboard_moves_a_card(window, qtbot):
     first, second = window.board.slots
     window.cards[0].setFocus()

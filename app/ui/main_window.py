@@ -24,6 +24,7 @@ from app.ui.scopes import GainReductionMeter, LevelMeter, Oscilloscope, Spectrum
 
 FRAME_MS = 33
 TEXT_EVERY_FRAMES = 8  # text readouts at ~4 Hz: a label's relayout costs more than a scope trace
+ENGINE_RESTART_S = 5.0  # a dead engine process is restarted, at most this often
 INSPECTOR_REFRESH_S = 0.12  # at most ~8 inspector recomputations per second while a knob moves
 
 
@@ -52,6 +53,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.use_device = use_device
         self.engine = AudioProcess(board)
         self.clip_path = None
+        self._engine_started = time.monotonic()
         self.recorder: Recorder | None = None
         self.inspector = None
         self.inspector_slot = None
@@ -391,15 +393,24 @@ class MainWindow(QtWidgets.QMainWindow):
             board = Board(settings.sample_rate)
             board.slots = board.slots_from_preset(preset)
             self.board = board
-            if self.recorder is not None:
-                self.toggle_record()
-            self.engine.close()
-            self.engine = AudioProcess(board)
             self.scope.sample_rate = board.sample_rate
             self.spectrum.set_sample_rate(board.sample_rate)
             self.rebuild_cards()
-            if self.clip_path is not None:
-                self.open_clip(self.clip_path)
+            self.restart_engine()
+        else:
+            self.start_audio()
+
+    def restart_engine(self) -> None:
+        """A fresh engine process for the board (after a rate change, or when the last one died),
+        with the clip, gains, knobs and bypass as they were; a recording in progress is closed."""
+        if self.recorder is not None:
+            self.toggle_record()
+        self.engine.close()
+        self.engine = AudioProcess(self.board)
+        self.set_input_gain(self.input_gain.value())
+        self.set_volume(self.volume.value())
+        if self.clip_path is not None:
+            self.open_clip(self.clip_path)
         self.start_audio()
 
     # ---- the frame timer ----
@@ -419,6 +430,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self._update_readouts()
             for message in e.poll_messages():
                 self.notify(message)
+            if not e.alive and time.monotonic() - self._engine_started > ENGINE_RESTART_S:
+                self._engine_started = time.monotonic()
+                self.restart_engine()
+                self.notify("the audio engine stopped unexpectedly and was restarted")
         if self.recorder is not None:
             self.recorder.drain()
         if self.inspector is not None and self.dock.isVisible():
