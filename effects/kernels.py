@@ -268,3 +268,19 @@ def dynamic_hyper_run(lstm, x, hyper_bias, wh, whh, bhh, A, a, U, v, w_out, b_ou
         for j in range(H):
             acc += w_out[j] * h[j]
         out[t] = acc
+
+
+@njit(**_jit)
+def leaky_relu(buf, slope):
+    """buf = max(buf, slope * buf) in place (NumPy would need a temporary for slope * buf)."""
+    for i in range(buf.shape[0]):
+        if buf[i] < 0.0:
+            buf[i] *= slope
+
+
+@njit(**_jit)
+def scale_columns(m, scale, out):
+    """out[k, j] = m[k, j] * scale[j] (NumPy's broadcast multiply allocates an iteration buffer)."""
+    for k in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            out[k, j] = m[k, j] * scale[j]

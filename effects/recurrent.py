@@ -101,7 +101,7 @@ def _leaky_mlp(layers, c, bufs):
     for (w, b), buf in zip(layers, bufs):
         np.dot(w, e, out=buf)
         buf += b
-        np.maximum(buf, np.float32(0.1) * buf, out=buf)
+        kernels.leaky_relu(buf, np.float32(0.1))
         e = buf
     return e
 
@@ -204,19 +204,19 @@ class FiLMRNN(_FoldedRNN):
         self.num_conds = self.gen[0][0].shape[1]
         self._bufs = [np.zeros(w.shape[0], np.float32) for w, _ in self.gen]
         self._film = np.zeros(self.gen_out[0].shape[0], np.float32)
+        g = self.gates * self.hidden_size
+        self._a_i, self._b_i, self._a_h, self._b_h = (self._film[k * g:(k + 1) * g] for k in range(4))
 
     def weights_into(self, cond, w: RNNWeights) -> None:
         e = _leaky_mlp(self.gen, cond, self._bufs)
         np.dot(self.gen_out[0], e, out=self._film)
         self._film += self.gen_out[1]
-        g = self.gates * self.hidden_size
-        a_i, b_i, a_h, b_h = (self._film[k * g:(k + 1) * g] for k in range(4))
-        np.multiply(a_i, self.w_x, out=w.w_ih)
-        np.multiply(a_i, self.b_x, out=w.b_ih)
-        w.b_ih += b_i
-        np.multiply(self.w_h_t, a_h, out=w.w_hh)
-        np.multiply(a_h, self.b_h, out=w.b_hh)
-        w.b_hh += b_h
+        np.multiply(self._a_i, self.w_x, out=w.w_ih)
+        np.multiply(self._a_i, self.b_x, out=w.b_ih)
+        w.b_ih += self._b_i
+        kernels.scale_columns(self.w_h_t, self._a_h, w.w_hh)
+        np.multiply(self._a_h, self.b_h, out=w.b_hh)
+        w.b_hh += self._b_h
 
 
 class HyperBias:

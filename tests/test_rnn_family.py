@@ -147,6 +147,38 @@ def test_stream_does_not_depend_on_block_size_and_reset_restarts_it(cell, condit
     np.testing.assert_array_equal(again, whole)
 
 
+def audio_thread_peak_bytes(cell, conditioning, size):
+    """Peak traced memory of 10 knob moves and blocks (the audio-thread calls) of a warm stream."""
+    import tracemalloc
+    twin = ConditionedRNN(conditioning, size, 2, mlp_size=size, n_mlp_blocks=3, cell=cell, hyper_size=size,
+                          n_z=size).streaming_twin()
+    x = (0.4 * np.sin(np.arange(32) * 0.07)).astype(np.float32)
+    out = np.empty_like(x)
+    s = twin.stream()
+    cond = np.array([0.2, -0.7], np.float32)
+    twin.weights_into(cond, s.weights)
+    s.run(x, out)  # compiled and warm
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for k in range(10):
+            cond[0] = k / 10
+            twin.weights_into(cond, s.weights)
+            s.run(x, out)
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("cell, conditioning", PAIRS)
+def test_knob_moves_and_blocks_allocate_no_arrays(cell, conditioning):
+    """Python's call overhead is the same for any model size; a temporary array would grow with it:
+    at size 64 the smallest vector a model holds is 64 float32 = 256 bytes of data."""
+    tiny, big = (audio_thread_peak_bytes(cell, conditioning, size) for size in (2, 64))
+    print(f"{cell}/{conditioning}: peak {tiny} bytes at size 2, {big} at size 64")
+    assert big - tiny < 128
+
+
 @pytest.mark.parametrize("cell, conditioning", PAIRS)
 def test_weights_file_round_trip(cell, conditioning, tmp_path):
     model = small_model(cell, conditioning)
