@@ -318,7 +318,6 @@ class DynamicHyperStream:
 
 
 FORMATS = {"gru": "knobnet-conditioned-gru", "lstm": "knobnet-conditioned-lstm"}
-GRU_FORMAT = FORMATS["gru"]
 CONDITIONING = {"concat": ConcatRNN, "film": FiLMRNN, "statichyper": StaticHyperRNN,
                 "dynamichyper": DynamicHyperRNN}
 
