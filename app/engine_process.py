@@ -45,12 +45,14 @@ class AudioProcess:
     bypass targets, the file player, the recorder's ring, meters, counters and the latency.
 
     Args:
-        board: the board whose slots the engine runs (and whose rate the stream uses).
+        sample_rate: the board's rate, which the stream uses.
         scope_seconds: length of the scope rings.
+
+    The process starts (and imports its libraries) at once; it runs nothing until ``set_rack``.
     """
 
-    def __init__(self, board, scope_seconds: float = 2.0):
-        self.sample_rate = board.sample_rate
+    def __init__(self, sample_rate: int, scope_seconds: float = 2.0):
+        self.sample_rate = int(sample_rate)
         layout = dict(sample_rate=self.sample_rate, scope_seconds=scope_seconds)
         size = EngineArrays(**layout).nbytes
         self._shm = shared_memory.SharedMemory(create=True, size=size)
@@ -75,7 +77,6 @@ class AudioProcess:
                                  name="knobnet-audio", daemon=True)
         self._proc.start()
         child.close()
-        self.set_rack(board.slots)
 
     # ---- commands ----
     def _send(self, *message) -> None:

@@ -39,6 +39,7 @@ def run_gui(screenshot: str | None = None) -> int:
 
     from app.board import Board
     from app.engine import AudioSettings
+    from app.engine_process import AudioProcess
     from app.ui import theme
     from app.ui.main_window import MainWindow
     from effects.synth import DEMO_PATH, write_demo
@@ -49,10 +50,12 @@ def run_gui(screenshot: str | None = None) -> int:
     settings = AudioSettings.load()
     if screenshot is not None:
         settings.source = "file"
+    engine = AudioProcess(settings.sample_rate)  # starts up while this process loads the board
     board, messages = Board.default(settings.sample_rate)
     if not DEMO_PATH.is_file():
         write_demo(DEMO_PATH)
-    window = MainWindow(board, settings, use_device=screenshot is None, messages=messages, demo_path=DEMO_PATH)
+    window = MainWindow(board, settings, use_device=screenshot is None, messages=messages, demo_path=DEMO_PATH,
+                        engine=engine)
     window.resize(*window_size())
     window.show()
     quiet_gc()

@@ -152,7 +152,8 @@ def test_engine_process_runs_the_board_and_takes_knobs_bypass_and_new_racks():
     from app.engine_process import AudioProcess
     board = Board(48000)
     od3 = board.add("od3")
-    process = AudioProcess(board)
+    process = AudioProcess(board.sample_rate)
+    process.set_rack(board.slots)
     try:
         assert "no audio device" in process.start(AudioSettings(block_size=256), use_device=False)
         t = np.arange(48000) / 48000

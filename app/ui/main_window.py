@@ -40,18 +40,21 @@ class MainWindow(QtWidgets.QMainWindow):
         settings: audio settings; the engine starts with them.
         use_device: False to run without opening an audio device (scopes and meters only).
         messages: lines to show at start (pedals left off the board, ...).
+        engine: an engine process started earlier at the board's rate (it starts while the
+            board loads), else the window starts one.
     """
     renderProgress = QtCore.Signal(int, int)
     renderDone = QtCore.Signal(str)
 
     def __init__(self, board: Board, settings: AudioSettings | None = None, use_device: bool = True,
-                 messages=(), demo_path=None):
+                 messages=(), demo_path=None, engine: AudioProcess | None = None):
         super().__init__()
         self.setWindowTitle("knobnet — pedalboard")
         self.board = board
         self.settings = settings or AudioSettings(sample_rate=board.sample_rate)
         self.use_device = use_device
-        self.engine = AudioProcess(board)
+        self.engine = engine if engine is not None else AudioProcess(board.sample_rate)
+        self.engine.set_rack(board.slots)
         self.clip_path = None
         self._engine_started = time.monotonic()
         self.recorder: Recorder | None = None
@@ -406,7 +409,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.recorder is not None:
             self.toggle_record()
         self.engine.close()
-        self.engine = AudioProcess(self.board)
+        self.engine = AudioProcess(self.board.sample_rate)
+        self.engine.set_rack(self.board.slots)
         self.set_input_gain(self.input_gain.value())
         self.set_volume(self.volume.value())
         if self.clip_path is not None:
