@@ -1,6 +1,7 @@
-"""LA-2A: the streaming micro-TCN reproduces the shared TorchScript model sample for sample, the
-FiLM folding and interpolation are right, knob moves ramp without steps, and the meter, static
-curve, gain knob and bad model files behave (spec section 6)."""
+"""LA-2A: the streaming micro-TCN reproduces the shared TorchScript teacher sample for sample, the
+FiLM folding and interpolation are right, and, with the shipped student (the default) and with the
+teacher, knob moves ramp without steps and the latency, meter, static curve, gain knob and bad
+model files behave (spec section 6)."""
 import math
 import warnings
 
@@ -11,10 +12,16 @@ from effects import ModelFileError, load_pedal
 from effects import la2a
 from effects.la2a import LA2A, SHARED_MODEL
 from effects.modelfile import read_state_dict, shared_path
-from tests.conftest import requires_shared
+from tests.conftest import guitar_like, requires_shared
 
 MODEL = shared_path(*SHARED_MODEL)
 PADDING = 13332  # receptive field - 1
+
+
+@pytest.fixture(params=["student", pytest.param("teacher", marks=requires_shared)])
+def weights(request):
+    """model_path for load_pedal: None (the shipped student, the default) or the shared teacher."""
+    return None if request.param == "student" else MODEL
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +67,7 @@ def test_streaming_matches_the_torchscript_model_from_silence(reference, mode, p
     x = guitar_clip()
     expected = model_output(reference, x, mode == "limit", peak_reduction)
     for block_size in (37, len(x)):
-        pedal = load_pedal("la2a", peak_reduction=peak_reduction, mode=mode)
+        pedal = load_pedal("la2a", model_path=MODEL, peak_reduction=peak_reduction, mode=mode)
         np.testing.assert_allclose(stream(pedal, x, block_size), expected, atol=1e-4, rtol=0)
     assert np.sqrt(np.mean(expected ** 2)) > 0.01  # the clip is not near silence
 
@@ -68,16 +75,18 @@ def test_streaming_matches_the_torchscript_model_from_silence(reference, mode, p
 @requires_shared
 def test_streaming_matches_sample_by_sample(reference):
     x = guitar_clip(0.03)
-    pedal = load_pedal("la2a", peak_reduction=70)
+    pedal = load_pedal("la2a", model_path=MODEL, peak_reduction=70)
     np.testing.assert_allclose(stream(pedal, x, 1), model_output(reference, x, 0, 70), atol=1e-4, rtol=0)
 
 
 @requires_shared
-def test_output_lags_the_input_by_the_declared_latency():
-    """The model was trained one sample behind its newest input (spec 6): with little compression
-    the output correlates best with the input delayed by latency_samples = 1."""
+@pytest.mark.parametrize("model_path", [None, MODEL])
+def test_output_lags_the_input_by_the_declared_latency(model_path):
+    """The teacher was trained one sample behind its newest input (spec 6), the student on its
+    outputs: with little compression the output correlates best with the input delayed by
+    latency_samples = 1."""
     x = guitar_clip(0.75)
-    pedal = load_pedal("la2a", peak_reduction=0)
+    pedal = load_pedal("la2a", model_path=model_path, peak_reduction=0)
     y = pedal.process(x)
     lags = range(-3, 5)
     corr = [np.dot(y[8:-8], x[8 - lag:len(x) - 8 - lag]) for lag in lags]
@@ -106,17 +115,19 @@ def film_float64(state, p):
 @pytest.mark.parametrize("p", [(0.0, 0.0), (0.0, 0.55), (1.0, 1.0)])
 def test_film_folds_into_scale_and_offset(p):
     state = read_state_dict(MODEL)
-    s = load_pedal("la2a").model.stream()
+    s = load_pedal("la2a", model_path=MODEL).model.stream()
     s.condition(np.array(p, np.float32))
     scale, offset = film_float64(state, p)
     np.testing.assert_allclose(s.scale, scale, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(s.offset, offset, rtol=1e-5, atol=1e-5)
 
 
-@requires_shared
-def test_mode_between_its_positions_interpolates_the_film_parameters():
-    model = load_pedal("la2a").model
-    compress, limit = np.array([0.0, 0.4], np.float32), np.array([1.0, 0.4], np.float32)
+def test_mode_between_its_positions_interpolates_the_film_parameters(weights):
+    pedal = load_pedal("la2a", model_path=weights, peak_reduction=40)
+    model = pedal.model
+    p = np.zeros((2, 2), np.float32)
+    pedal.conditions(40.0, p)
+    compress, limit = p
     ends = []
     for p in (compress, limit):
         s = model.stream()
@@ -130,14 +141,13 @@ def test_mode_between_its_positions_interpolates_the_film_parameters():
     assert np.array_equal(s.scale, ends[1][0]) and np.array_equal(s.offset, ends[1][1])
 
 
-@requires_shared
 @pytest.mark.parametrize("change", [{"peak_reduction": 100}, {"mode": "limit"}])
-def test_knob_moves_mid_stream_make_no_steps(change):
+def test_knob_moves_mid_stream_make_no_steps(change, weights):
     """A step would show as a spike in the second difference; per-sample FiLM ramps leave none.
     (Holding FiLM constant between 32-sample ticks, the peak_reduction jump gave 5.7x the steady
     maximum here.)"""
     x = tone(0.3, 1.0, 220.0)
-    pedal = load_pedal("la2a", peak_reduction=50)
+    pedal = load_pedal("la2a", model_path=weights, peak_reduction=50)
     first = pedal.process(x[:22050])
     pedal.set_knobs(**change)
     y = np.concatenate([first, pedal.process(x[22050:])])
@@ -147,18 +157,18 @@ def test_knob_moves_mid_stream_make_no_steps(change):
     assert ramp < 1.25 * steady
 
 
-@requires_shared
-def test_gain_is_a_makeup_gain_of_0_4_db_per_step():
-    x = guitar_clip(0.2)
-    unity = load_pedal("la2a").process(x)  # default gain 50: the model's output
+def test_gain_is_a_makeup_gain_of_0_4_db_per_step(weights):
+    x = guitar_like(44100, 0.2)
+    unity = load_pedal("la2a", model_path=weights).process(x)  # default gain 50: the model's output
     # gain 75: (75 - 50) * 0.4 = +10 dB = x 3.16228
-    np.testing.assert_allclose(load_pedal("la2a", gain=75).process(x), unity * 10 ** 0.5, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(load_pedal("la2a", gain=0).process(x), unity * 0.1, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(load_pedal("la2a", model_path=weights, gain=75).process(x), unity * 10 ** 0.5,
+                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(load_pedal("la2a", model_path=weights, gain=0).process(x), unity * 0.1,
+                               rtol=1e-5, atol=1e-7)
 
 
-@requires_shared
-def test_gain_reduction_meter_reads_zero_in_silence_and_the_static_curve_on_a_steady_tone():
-    pedal = load_pedal("la2a", peak_reduction=80)
+def test_gain_reduction_meter_reads_zero_in_silence_and_the_static_curve_on_a_steady_tone(weights):
+    pedal = load_pedal("la2a", model_path=weights, peak_reduction=80)
     pedal.process(np.zeros(44100, np.float32))
     # the model's DC at silence (-62 dBFS here) is blocked: both mean squares ~0, over the floor
     assert abs(pedal.gain_reduction_db) < 0.01
@@ -167,12 +177,11 @@ def test_gain_reduction_meter_reads_zero_in_silence_and_the_static_curve_on_a_st
     expected = pedal.static_curve([20 * math.log10(0.5)])[0] - 20 * math.log10(0.5)
     assert expected < -6.0  # it compresses
     assert abs(pedal.gain_reduction_db - expected) < 0.1
-    louder = load_pedal("la2a", peak_reduction=80, gain=100)  # make-up gain is not reduction
+    louder = load_pedal("la2a", model_path=weights, peak_reduction=80, gain=100)  # make-up gain is not reduction
     stream(louder, x, 512)
     assert abs(louder.gain_reduction_db - pedal.gain_reduction_db) < 1e-3
 
 
-@requires_shared
 def test_meter_ballistics_reach_99_percent_in_300_ms():
     pedal = load_pedal("la2a")
     state = np.zeros(3)
@@ -183,11 +192,10 @@ def test_meter_ballistics_reach_99_percent_in_300_ms():
     assert abs(state[0] - 0.2475 * 1.0007) < 1e-4
 
 
-@requires_shared
-def test_static_curve_compresses_more_with_more_peak_reduction_and_leaves_the_audio_alone():
+def test_static_curve_compresses_more_with_more_peak_reduction_and_leaves_the_audio_alone(weights):
     levels = [-40.0, -30.0, -20.0, -10.0]
-    pedal = load_pedal("la2a", peak_reduction=0)
-    x = guitar_clip(0.3)
+    pedal = load_pedal("la2a", model_path=weights, peak_reduction=0)
+    x = guitar_like(44100, 0.3)
     whole = pedal.process(x)
     pedal.reset()
     first = pedal.process(x[:7000])
@@ -204,8 +212,8 @@ def test_static_curve_compresses_more_with_more_peak_reduction_and_leaves_the_au
 
 
 @requires_shared
-def test_info_counts():
-    info = load_pedal("la2a").info()
+def test_info_counts_of_the_teacher():
+    info = load_pedal("la2a", model_path=MODEL).info()
     assert info["params"] == 50_737  # spec section 6
     assert info["receptive_field"] == 13_333  # 1 + 12 (1 + 10 + 100 + 1000)
     # convs 13*32 + 3*13*32*32 = 40,352 MACs = 80,704 flops; per block and channel 2 (scale,
@@ -223,8 +231,9 @@ def test_missing_or_corrupt_weights_raise_one_line_model_file_errors(tmp_path):
     assert "\n" not in str(err.value)
 
 
-def test_without_shared_weights_the_error_says_what_to_do(tmp_path, monkeypatch):
+def test_without_any_weights_the_error_says_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(la2a, "shared_path", lambda *parts: tmp_path.joinpath(*parts))
+    monkeypatch.setattr(la2a, "SHIPPED_WEIGHTS", tmp_path / "la2a.npz")
     with pytest.raises(ModelFileError, match="no LA-2A weights.*model_path"):
         load_pedal("la2a")
 

@@ -46,7 +46,7 @@ def run_stream(twin, x, cond, block_size):
 
 @pytest.mark.parametrize("block_size", [1, 7, 128, 1000])
 def test_training_model_and_streaming_twin_agree(block_size):
-    model = random_tcn()
+    model = random_tcn()  # eval mode: BN with its (random) running statistics
     x = (0.5 * torch.randn(2, 1000)).float()
     c = torch.tensor([[0.3, -0.8], [-1.0, 1.0]])
     with torch.no_grad():
@@ -141,14 +141,19 @@ def write_tcn_config(tmp_path, **model):
     return path
 
 
-def test_tiny_tcn_training_run_reduces_the_loss_and_exports_a_streamable_model(tmp_path):
-    report = train(write_tcn_config(tmp_path), log=lambda *_: None)
+@pytest.mark.parametrize("batchnorm", [True, False])
+def test_tiny_tcn_training_run_reduces_the_loss_and_exports_a_streamable_model(tmp_path, batchnorm):
+    report = train(write_tcn_config(tmp_path, batchnorm=batchnorm), log=lambda *_: None)
     history = report["history"]
     assert history[-1]["valid"] < 0.5 * history[0]["valid"]
     assert report["ops_per_sample"] == 2 * (3 * 4 + 2 * 3 * 4 * 4) + 3 * 4 * 6 + 2 * 4 + 1 + 30
     loaded = MicroTCN.load(tmp_path / "run" / "model.npz", num_conds=1)
     assert list(loaded.dilations) == [1, 4, 16] and loaded.meta["knobs"] == {"depth": [0, 10]}
     assert report["test_mean"]["esr"] < 0.2
+    assert loaded.meta["batchnorm"] == batchnorm
+    if not batchnorm:  # BN stayed the identity: the folded scale is the FiLM gamma itself
+        np.testing.assert_array_equal(loaded.bn_mean, 0.0)
+        np.testing.assert_allclose(loaded.bn_var + 1e-5, 1.0, rtol=1e-7)
 
 
 def test_bad_tcn_layout_is_a_config_error(tmp_path):
@@ -165,9 +170,3 @@ def test_default_la2a_is_the_shipped_student_and_needs_no_shared_folder(tmp_path
     assert np.all(np.isfinite(y)) and pedal.gain_reduction_db < -3.0  # it compresses a loud tone
     assert pedal.info()["params"] < 50_737 and pedal.info()["ops_per_sample"] < 81_567  # cheaper than the teacher
 
-
-def test_without_any_weights_the_error_says_what_to_do(tmp_path, monkeypatch):
-    monkeypatch.setattr(la2a, "shared_path", lambda *parts: tmp_path.joinpath(*parts))
-    monkeypatch.setattr(la2a, "SHIPPED_WEIGHTS", tmp_path / "la2a.npz")
-    with pytest.raises(ModelFileError, match="no LA-2A weights.*model_path"):
-        load_pedal("la2a")

@@ -38,11 +38,16 @@ class FiLM(nn.Module):
 
 
 class TCNBlock(nn.Module):
-    def __init__(self, in_channels: int, channels: int, kernel_size: int, dilation: int, cond_size: int):
+    def __init__(self, in_channels: int, channels: int, kernel_size: int, dilation: int, cond_size: int,
+                 batchnorm: bool = True):
         super().__init__()
-        self.kernel_size, self.dilation = kernel_size, dilation
+        self.kernel_size, self.dilation, self.batchnorm = kernel_size, dilation, batchnorm
         self.conv1 = nn.Conv1d(in_channels, channels, kernel_size, dilation=dilation, bias=False)
         self.film = FiLM(channels, cond_size)
+        with torch.no_grad():
+            self.film.adaptor.bias[:channels] = 1.0  # FiLM starts near gamma = 1
+            if not batchnorm:  # fixed statistics that make BN the identity: scale = gamma exactly
+                self.film.bn.running_var.fill_(1.0 - self.film.bn.eps)
         self.relu = nn.PReLU(channels, init=0.25)
         self.res = nn.Conv1d(in_channels, channels, 1, groups=in_channels, bias=False)
 
@@ -54,7 +59,7 @@ class TCNBlock(nn.Module):
         u = self.conv1(hp)  # (B, C, T)
         u_silence = torch.einsum("oik,bi->bo", self.conv1.weight, silence)  # the conv of a constant
         bn = self.film.bn
-        if self.training:
+        if self.training and self.batchnorm:
             mean = u.mean(dim=(0, 2))
             var = u.var(dim=(0, 2), unbiased=False)
             with torch.no_grad():
@@ -81,10 +86,14 @@ class FiLMTCN(nn.Module):
         num_conds: N_c knobs (normalised to [-1, 1] by the dataset).
         channels: C per block. kernel_size: K. dilations: one per block.
         cond_sizes: widths of the three ReLU layers of the conditioning MLP (16, 32, 32 in [mtcn]).
+        batchnorm: BN with batch statistics in training, as [mtcn]; without it the BN stays the
+            identity (mean 0, variance 1 - eps) and the conv output keeps its level, which suits a
+            level-dependent device trained in small batches (batch statistics of a few segments
+            at random levels are noisy, and the running statistics the stream uses drift with them).
     """
 
     def __init__(self, num_conds: int = 2, channels: int = 32, kernel_size: int = 13,
-                 dilations=(1, 10, 100, 1000), cond_sizes=(16, 32, 32)):
+                 dilations=(1, 10, 100, 1000), cond_sizes=(16, 32, 32), batchnorm: bool = True):
         super().__init__()
         dilations, cond_sizes = [int(d) for d in dilations], [int(n) for n in cond_sizes]
         if not dilations or min(dilations) < 1:
@@ -92,11 +101,11 @@ class FiLMTCN(nn.Module):
         if kernel_size < 2 or channels < 1 or len(cond_sizes) != 3 or min(cond_sizes) < 1:
             raise ValueError("tcn: needs kernel_size >= 2, channels >= 1 and three cond_sizes >= 1")
         self.num_conds, self.channels, self.kernel_size = num_conds, channels, kernel_size
-        self.dilations, self.cond_sizes = dilations, cond_sizes
+        self.dilations, self.cond_sizes, self.batchnorm = dilations, cond_sizes, batchnorm
         e1, e2, e3 = cond_sizes
         self.gen = nn.Sequential(nn.Linear(num_conds, e1), nn.ReLU(), nn.Linear(e1, e2), nn.ReLU(),
                                  nn.Linear(e2, e3), nn.ReLU())
-        self.blocks = nn.ModuleList([TCNBlock(1 if n == 0 else channels, channels, kernel_size, d, e3)
+        self.blocks = nn.ModuleList([TCNBlock(1 if n == 0 else channels, channels, kernel_size, d, e3, batchnorm)
                                      for n, d in enumerate(dilations)])
         self.output = nn.Conv1d(channels, 1, 1)
 
@@ -115,7 +124,7 @@ class FiLMTCN(nn.Module):
 
     def config(self) -> dict:
         return {"channels": self.channels, "kernel_size": self.kernel_size, "dilations": self.dilations,
-                "cond_sizes": self.cond_sizes, "num_conds": self.num_conds,
+                "cond_sizes": self.cond_sizes, "num_conds": self.num_conds, "batchnorm": self.batchnorm,
                 "receptive_field": self.receptive_field}
 
     def numpy_state(self) -> dict:
@@ -132,9 +141,10 @@ class FiLMTCN(nn.Module):
         return MicroTCN(self.numpy_state(), self.dilations, self.config())
 
 
-TCN_DEFAULTS = {"channels": 32, "kernel_size": 13, "dilations": [1, 10, 100, 1000], "cond_sizes": [16, 32, 32]}
+TCN_DEFAULTS = {"channels": 32, "kernel_size": 13, "dilations": [1, 10, 100, 1000], "cond_sizes": [16, 32, 32],
+                "batchnorm": True}
 
 
 def build_tcn(m: dict, num_conds: int) -> FiLMTCN:
     """The ``tcn`` model type of ``knobnet train`` (config keys: TCN_DEFAULTS)."""
-    return FiLMTCN(num_conds, m["channels"], m["kernel_size"], m["dilations"], m["cond_sizes"])
+    return FiLMTCN(num_conds, m["channels"], m["kernel_size"], m["dilations"], m["cond_sizes"], m["batchnorm"])
