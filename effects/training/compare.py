@@ -13,26 +13,30 @@ import json
 import pathlib
 
 import numpy as np
+import torch
 
 from app.bench import real_time_factor
 from effects import load_pedal
 from effects.audio_io import read_mono
 from effects.modelfile import shared_path
 from effects.training.distill import HELD_OUT_DI
-from effects.training.losses import metrics
+from effects.training.losses import esr
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TEACHER = shared_path("models", "od3-pyneuralfx", "statichyper_gru_32.pt")
 
 
-def esr_against_teacher(student_path, settings, clips) -> float:
-    """Mean ESR of the student pedal against the teacher pedal over settings x clips."""
+def esr_against_teacher(student_path, settings, clips, teacher_outputs: dict) -> float:
+    """Mean ESR (as ``losses.metrics``) of the student pedal against the teacher pedal over
+    settings x clips; teacher_outputs caches the teacher's output per (setting, clip)."""
     values = []
     for knobs in settings:
-        for x in clips:
-            teacher = load_pedal("od3", model_path=TEACHER, **knobs)
-            student = load_pedal("od3", model_path=student_path, **knobs)
-            values.append(metrics(student.process(x), teacher.process(x))["esr"])
+        for i, x in enumerate(clips):
+            key = (tuple(sorted(knobs.items())), i)
+            if key not in teacher_outputs:
+                teacher_outputs[key] = torch.from_numpy(load_pedal("od3", model_path=TEACHER, **knobs).process(x))
+            student = torch.from_numpy(load_pedal("od3", model_path=student_path, **knobs).process(x))
+            values.append(float(esr(student.double(), teacher_outputs[key].double(), eps=1e-5)))
     return float(np.mean(values))
 
 
@@ -42,7 +46,7 @@ def compare(dataset=ROOT / "out" / "datasets" / "od3", runs=ROOT / "out" / "trai
     seen = [p["knobs"] for p in desc["pairs"] if p.get("split") == "train"][:8]
     unseen = [p["knobs"] for p in desc["pairs"] if p.get("split") == "test"][:8]
     clips = [read_mono(shared_path("data", rel), 48000).samples for rel in HELD_OUT_DI]
-    rows = []
+    rows, teacher_outputs = [], {}
     for label, path in [("teacher: StaticHyper-GRU-32 (pyneuralfx)", TEACHER)] + [
             (f"{m}-GRU-32 (knobnet student)", pathlib.Path(runs) / f"od3-{m}" / "model.npz") for m in methods]:
         if not pathlib.Path(path).is_file():
@@ -53,8 +57,8 @@ def compare(dataset=ROOT / "out" / "datasets" / "od3", runs=ROOT / "out" / "trai
         row = {"model": label, "params": info["params"], "ops_per_sample": info["ops_per_sample"],
                "rtf_128": real_time_factor(pedal, 48000, 128, 2.0)}
         if path != TEACHER:
-            row["esr_seen"] = esr_against_teacher(path, seen, clips)
-            row["esr_unseen"] = esr_against_teacher(path, unseen, clips)
+            row["esr_seen"] = esr_against_teacher(path, seen, clips, teacher_outputs)
+            row["esr_unseen"] = esr_against_teacher(path, unseen, clips, teacher_outputs)
         rows.append(row)
     return rows
 
