@@ -79,7 +79,7 @@ def _twins(params, knobs, n=3000, seed=3):
     x = (0.3 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
     model = amp.DDSPAmp(params, 44100.0).double()
     with torch.no_grad():
-        y_train = model(torch.from_numpy(x[None]).double(), torch.tensor(knobs[None], dtype=torch.float64))[0].numpy()
+        y_train = model(torch.from_numpy(x[None]).double(), torch.tensor(knobs[None] / 5.0 - 1.0))[0].numpy()
     s = stream.AmpStream(params, 44100.0)
     s.configure(knobs)
     y_stream = np.empty_like(x)
@@ -103,24 +103,29 @@ def test_counts_match_the_spec():
     assert amp.ops_per_sample() == 45 * 9 + 7 * 109 + 30 + 16 + 2 + 3 == 1219
 
 
-def test_training_script_runs_resumes_and_writes_a_loadable_weights_file(tmp_path):
-    import soundfile as sf
-    from effects.ddsp import train
+def test_knobnet_train_trains_the_ddsp_amp_into_a_pedal_weights_file(tmp_path):
+    """Model type ``ddsp`` through the generic loop: the loss falls, and the exported file plays in the
+    JVM pedal exactly like the streaming twin whose metrics the report holds."""
+    from effects.jvm import JVM
+    from effects.training.data import write_dataset
+    from effects.training.losses import metrics
+    from effects.training.train import train
     rng = np.random.default_rng(5)
-    clips = []
-    for i, knobs in enumerate(({"gain": 5, "bass": 2, "middle": 5, "treble": 8},
-                               {"gain": 5, "bass": 8, "middle": 5, "treble": 2})):
-        x = (0.3 * rng.standard_normal(9000)).astype(np.float32)
-        sf.write(tmp_path / f"c{i}_input.wav", x, 44100, subtype="FLOAT")
-        sf.write(tmp_path / f"c{i}_target.wav", np.tanh(3 * x) * 0.5, 44100, subtype="FLOAT")
-        clips.append({"input": f"c{i}_input.wav", "target": f"c{i}_target.wav", "sample_rate": 44100, "knobs": knobs})
-    (tmp_path / "clips.json").write_text(json.dumps({"clips": clips}))
-    args = ["--data", str(tmp_path), "--out", str(tmp_path / "w.npz"), "--checkpoint", str(tmp_path / "c.pt"),
-            "--segment", "4096", "--batch", "2", "--epochs", "1"]
-    train.main(args)
-    train.main(args[:-1] + ["2", "--resume"])
-    history = json.loads((tmp_path / "w.metrics.json").read_text())["history"]
-    assert [h["epoch"] for h in history] == [1, 2]
-    params, sample_rate, meta = stream.load(tmp_path / "w.npz")
-    assert sample_rate == 44100 and meta["epochs"] == 2
-    assert not np.allclose(params["gru"], amp.init_params(0)["gru"])  # training moved the weights
+    pairs = []
+    for i, (bass, treble) in enumerate(((2, 8), (8, 2), (5, 5))):
+        x = (0.3 * rng.standard_normal(6000)).astype(np.float32)
+        pairs.append({"name": f"c{i}", "x": x, "y": (0.5 * np.tanh(3 * x)).astype(np.float32),
+                      "knobs": {"gain": 5, "bass": bass, "middle": 5, "treble": treble},
+                      "split": "test" if i == 2 else "train"})
+    write_dataset(tmp_path / "data", 44100, {k: (0, 10) for k in ("gain", "bass", "middle", "treble")}, pairs)
+    (tmp_path / "c.yaml").write_text(
+        "data: {folder: data, segment: 2048, warmup: 256}\nmodel: {type: ddsp, n_fft: 4096}\n"
+        "loss: {esr: 1.0, mae: 0.0, mrstft: 0.0, pre_emphasis: true}\n"
+        "train: {batch_size: 2, lr: 0.01, steps: 30, validate_every: 10, seed: 0, threads: 1}\nout: run\n")
+    report = train(tmp_path / "c.yaml", log=lambda *_: None)
+    history = report["history"]
+    assert history[-1]["train"] < history[0]["train"]
+    assert report["params"] == amp.count_params() and report["ops_per_sample"] == amp.ops_per_sample()
+    pedal = JVM(model_path=tmp_path / "run" / "model.npz")
+    y = pedal.process(pairs[2]["x"])
+    assert metrics(y, pairs[2]["y"])["esr"] == pytest.approx(report["test"][0]["esr"], rel=1e-4)

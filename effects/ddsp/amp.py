@@ -228,21 +228,46 @@ def ops_per_sample() -> int:
     return N_BIQUADS * 9 + N_GRUS * 109 + 30 + N_GAINS + 2 + 3
 
 
+def cond_to_panel(c, xp=np):
+    """Knobs normalised to [-1, 1] over 0..10 (gain, bass, middle, treble[, master]) -> (..., 5) panel.
+
+    The JVM data holds no master: with 4 knobs, master is the recorded 5.
+    """
+    panel = 5.0 * (c + 1.0)
+    if panel.shape[-1] == len(KNOBS) - 1:
+        if xp is np:
+            return np.concatenate([panel, np.full(panel.shape[:-1] + (1,), RECORDED["master"])], -1)
+        return xp.cat([panel, xp.full(panel.shape[:-1] + (1,), RECORDED["master"], dtype=panel.dtype)], -1)
+    return panel
+
+
 class DDSPAmp:
-    """Differentiable DDSP amp (torch): ``forward(x, knobs)`` for training.
+    """Differentiable DDSP amp (torch): ``forward(x, c)`` for training, the model type ``ddsp`` of
+    ``knobnet train`` (``export`` writes the pedal's weights file, ``streaming_twin`` plays them).
 
     Built lazily around ``torch.nn.Module`` so that importing this module needs no torch.
+
+    Args:
+        params: initial parameters, or None for ``init_params(seed)``.
+        sample_rate: in Hz.
+        n_fft: smallest FFT of the frequency-sampled filters (grown to 2T for longer inputs).
+        num_conds: 4 (gain, bass, middle, treble; master held at 5) or 5 (with master).
     """
 
-    def __new__(cls, params: dict | None = None, sample_rate: float = 44100.0, n_fft: int = 16384):
+    def __new__(cls, params: dict | None = None, sample_rate: float = 44100.0, n_fft: int = 16384,
+                num_conds: int = 5, seed: int = 0):
         import torch
+        if num_conds not in (len(KNOBS) - 1, len(KNOBS)):
+            raise ValueError(f"the DDSP amp takes the knobs {', '.join(KNOBS)} (master optional), "
+                             f"the dataset has {num_conds}")
 
         class _DDSPAmp(torch.nn.Module):
             def __init__(self):
                 super().__init__()
                 self.sample_rate = float(sample_rate)
                 self.n_fft = n_fft
-                init = params if params is not None else init_params()
+                self.num_conds = num_conds
+                init = params if params is not None else init_params(seed)
                 self.p = torch.nn.ParameterDict(
                     {k.replace(".", "_"): torch.nn.Parameter(torch.as_tensor(np.asarray(init[k]), dtype=torch.float32))
                      for k in param_shapes()})
@@ -253,16 +278,20 @@ class DDSPAmp:
             def numpy_params(self) -> dict[str, np.ndarray]:
                 return {k: v.detach().double().numpy().copy() for k, v in self.named().items()}
 
-            def forward(self, x, knobs):
-                """x (B, T) at sample_rate, knobs (B, 5) panel units -> (B, T); zero state, T <= n_fft/2."""
+            def forward(self, x, c):
+                """x (B, T) at sample_rate, c (B, num_conds) knobs in [-1, 1] (``cond_to_panel``) -> (B, T).
+
+                Zero initial state; filters by frequency sampling with an FFT of at least 2T.
+                """
+                n_fft = max(self.n_fft, 1 << int(math.ceil(math.log2(2 * x.shape[-1]))))
                 prm = {k: v.to(x.dtype) for k, v in self.named().items()}
-                sos, g = dsp_params(prm, knobs.to(x.dtype), self.sample_rate)
+                sos, g = dsp_params(prm, cond_to_panel(c.to(x.dtype), torch), self.sample_rate)
                 gru = prm["gru"]
                 r = dc_block_pole(self.sample_rate)
                 dc_sos = torch.tensor([[[1.0, -1.0, 0.0, -r, 0.0]]], dtype=x.dtype)
 
                 def filt(v, i):
-                    return biquad.fft_filter(v, sos[:, i:i + 3], self.n_fft)
+                    return biquad.fft_filter(v, sos[:, i:i + 3], n_fft)
 
                 def wh(v, s, gi, k):
                     v = filt(v, s) * g[:, gi, None]
@@ -277,6 +306,31 @@ class DDSPAmp:
                 h = wh(a_plus, SOS_WH_PLUS, G_WH_PLUS, GRU_WH_PLUS) - wh(-a_plus, SOS_WH_MINUS, G_WH_MINUS, GRU_WH_MINUS)
                 h = gru1.gru1(h * g[:, G_OT, None], gru[GRU_OT])
                 h = filt(h, SOS_OT) * g[:, G_OUT, None]
-                return biquad.fft_filter(h, dc_sos.expand(h.shape[0], 1, 5), self.n_fft)
+                return biquad.fft_filter(h, dc_sos.expand(h.shape[0], 1, 5), n_fft)
+
+            def export(self, path, meta: dict | None = None) -> None:
+                """Write the pedal's weights file (``stream.save``)."""
+                from effects.ddsp import stream
+                rate = (meta or {}).get("sample_rate", self.sample_rate)
+                if float(rate) != self.sample_rate:
+                    raise ValueError(f"the DDSP amp was built for {self.sample_rate:g} Hz, the data is at {rate} Hz")
+                stream.save(path, self.numpy_params(), self.sample_rate, meta)
+
+            def streaming_twin(self):
+                """The streaming amp (``stream.AmpTwin``) holding these weights."""
+                from effects.ddsp import stream
+                return stream.AmpTwin(self.numpy_params(), self.sample_rate, self.num_conds)
 
         return _DDSPAmp()
+
+
+#: ``knobnet train`` model keys of type ``ddsp`` (effects.training.train.MODEL_TYPES).
+DDSP_DEFAULTS = {"sample_rate": 44100.0, "n_fft": 16384}
+
+
+def build_ddsp(m: dict, num_conds: int):
+    """``knobnet train`` builder: a DDSP amp at ``m["sample_rate"]`` with ``init_params`` seeded from
+    torch's seed (``train.seed``). The dataset's knobs must be gain, bass, middle, treble[, master]
+    over 0..10; ``export`` refuses a dataset rate other than ``sample_rate``."""
+    import torch
+    return DDSPAmp(None, m["sample_rate"], m["n_fft"], num_conds, seed=torch.initial_seed() % 2 ** 32)

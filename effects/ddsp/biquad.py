@@ -98,7 +98,7 @@ def fft_filter(x, sos, n_fft: int):
     return torch.fft.irfft(torch.fft.rfft(x, n_fft) * H, n_fft)[..., :T]
 
 
-@njit(nogil=True, fastmath=True, cache=True)
+@njit(inline="always", nogil=True, fastmath=True, cache=True)
 def sos_sample(x, sos, state, first, n):
     """Run one sample through biquads first..first+n-1 of ``sos`` (TDF-II), updating ``state``.
 

@@ -1,8 +1,9 @@
 """The DDSP amp's streaming twin: exact IIR biquads (float64 state) and float32 GRU1s in one numba kernel.
 
 ``AmpStream.configure`` turns knob values into coefficients with ``amp.dsp_params`` (the code
-the torch model trains through) and ``amp_run`` runs the whole signal path sample by sample with
-carried state, so any block size gives the same output.
+the torch model trains through) and ``amp_run`` runs the whole signal path as a pipeline of stages
+skewed by one sample each (see its docstring), with carried state, so any block size gives the
+same output.
 
 Threads: ``AmpStream.run``/``reset`` on the audio thread (no allocation); ``configure`` at control
 ticks on the audio thread while a knob moves (NumPy, small temporaries); ``load``/``save`` on the
@@ -23,11 +24,19 @@ from effects.modelfile import load_npz_model, save_npz_model
 from effects.pedal import ModelFileError
 
 FORMAT = "knobnet-ddsp-amp-1"
+CHUNK = 128  # samples per pipeline pass in amp_run (scratch size)
 
 
-@njit(nogil=True, fastmath=True, cache=True)
-def amp_run(x, sos, z, gains, gru, h, dc, dc_pole, out):
+@njit(nogil=True, fastmath=True, cache=True, error_model="numpy")
+def amp_run(x, sos, z, gains, gru, h, dc, dc_pole, buf, out):
     """Run the amp over one block (layout in ``effects.ddsp.amp``).
+
+    The path is cut into 7 stages, each starting at a GRU1 (whose recurrence is the slow part).
+    Iteration i runs stage k on sample i - k, reading what stage k - 1 wrote for that sample in
+    iteration i - 1: the stages of one iteration are independent, so the CPU overlaps the seven
+    recurrences instead of waiting for each in turn. Every stage still sees its samples in order
+    with its own state, so the output is that of the plain sample-by-sample chain, for any block
+    size; the pipeline fills and drains within each chunk of ``CHUNK`` samples.
 
     Args:
         x: (T,) float32 input; out: (T,) float32 output (may alias x).
@@ -35,28 +44,49 @@ def amp_run(x, sos, z, gains, gru, h, dc, dc_pole, out):
         gains: (16,) float32 linear gains; gru: (7, 12) float32 GRU1 parameters;
         h: (7,) float32 GRU1 states.
         dc: (2,) float64 DC-blocker state (last input, last output); dc_pole: its pole R.
+        buf: (7, CHUNK) float32 scratch (stage outputs).
     """
-    for t in range(x.shape[0]):
-        v = x[t]
-        for w in range(4):
-            v = sos_sample(v, sos, z, 6 * w, 3) * gains[2 * w]
-            h[w] = gru1_sample(v, gru, w, h[w])
-            v = sos_sample(h[w] * gains[2 * w + 1], sos, z, 6 * w + 3, 3)
-        v = sos_sample(v, sos, z, 24, 3)
-        a = sos_sample(v * gains[8], sos, z, 27, 3) * gains[9]
-        a = tanh32(a)
-        p = sos_sample(a, sos, z, 30, 3) * gains[10]
-        h[4] = gru1_sample(p, gru, 4, h[4])
-        p = sos_sample(h[4] * gains[11], sos, z, 33, 3)
-        m = sos_sample(-a, sos, z, 36, 3) * gains[12]
-        h[5] = gru1_sample(m, gru, 5, h[5])
-        m = sos_sample(h[5] * gains[13], sos, z, 39, 3)
-        h[6] = gru1_sample((p - m) * gains[14], gru, 6, h[6])
-        v = sos_sample(h[6], sos, z, 42, 3) * gains[15]
-        y = v - dc[0] + dc_pole * dc[1]
-        dc[0] = v
-        dc[1] = y
-        out[t] = y
+    h0, h1, h2, h3, hp, hm, ho = h[0], h[1], h[2], h[3], h[4], h[5], h[6]
+    d0, d1 = dc[0], dc[1]
+    g = gains
+    for start in range(0, x.shape[0], CHUNK):
+        n = min(CHUNK, x.shape[0] - start)
+        for i in range(n + 6):
+            j = i - 6  # output transformer, DC blocker
+            if j >= 0:
+                ho = gru1_sample(buf[5, j] * g[14], gru, 6, ho)
+                v = sos_sample(ho, sos, z, 42, 3) * g[15]
+                d1 = v - d0 + dc_pole * d1
+                d0 = v
+                out[start + j] = d1
+            j = i - 5  # push-pull GRU1s, their H2s, the difference
+            if 0 <= j < n:
+                hp = gru1_sample(buf[4, j], gru, 4, hp)
+                hm = gru1_sample(buf[6, j], gru, 5, hm)
+                buf[5, j] = sos_sample(hp * g[11], sos, z, 33, 3) - sos_sample(hm * g[13], sos, z, 39, 3)
+            j = i - 4  # WH4's GRU1 and H2, tone stack, M, F_nfb, G, phase splitter, the WH+/WH- H1s
+            if 0 <= j < n:
+                h3 = gru1_sample(buf[3, j], gru, 3, h3)
+                v = sos_sample(sos_sample(h3 * g[7], sos, z, 21, 3), sos, z, 24, 3)
+                a = tanh32(sos_sample(v * g[8], sos, z, 27, 3) * g[9])
+                buf[4, j] = sos_sample(a, sos, z, 30, 3) * g[10]
+                buf[6, j] = sos_sample(-a, sos, z, 36, 3) * g[12]
+            j = i - 3  # WH3's GRU1 and H2, WH4's H1 and pre-gain
+            if 0 <= j < n:
+                h2 = gru1_sample(buf[2, j], gru, 2, h2)
+                buf[3, j] = sos_sample(sos_sample(h2 * g[5], sos, z, 15, 3), sos, z, 18, 3) * g[6]
+            j = i - 2  # WH2's GRU1 and H2, WH3's H1 and pre-gain
+            if 0 <= j < n:
+                h1 = gru1_sample(buf[1, j], gru, 1, h1)
+                buf[2, j] = sos_sample(sos_sample(h1 * g[3], sos, z, 9, 3), sos, z, 12, 3) * g[4]
+            j = i - 1  # WH1's GRU1 and H2, WH2's H1 and pre-gain
+            if 0 <= j < n:
+                h0 = gru1_sample(buf[0, j], gru, 0, h0)
+                buf[1, j] = sos_sample(sos_sample(h0 * g[1], sos, z, 3, 3), sos, z, 6, 3) * g[2]
+            if i < n:  # WH1's H1 and pre-gain
+                buf[0, i] = sos_sample(x[start + i], sos, z, 0, 3) * g[0]
+    h[0], h[1], h[2], h[3], h[4], h[5], h[6] = h0, h1, h2, h3, hp, hm, ho
+    dc[0], dc[1] = d0, d1
 
 
 class AmpStream:
@@ -79,6 +109,7 @@ class AmpStream:
         self.h = np.zeros(amp.N_GRUS, np.float32)
         self.dc = np.zeros(2, np.float64)
         self.dc_pole = amp.dc_block_pole(self.sample_rate)
+        self.buf = np.zeros((7, CHUNK), np.float32)
         self.configure(np.array([5.0, 5.0, 5.0, 5.0, 5.0]))
 
     def configure(self, knobs_panel: np.ndarray) -> None:
@@ -88,12 +119,17 @@ class AmpStream:
         self.gains[:] = gains
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
-        amp_run(x, self.sos, self.z, self.gains, self.gru, self.h, self.dc, self.dc_pole, out)
+        amp_run(x, self.sos, self.z, self.gains, self.gru, self.h, self.dc, self.dc_pole, self.buf, out)
 
     def reset(self) -> None:
         self.z[:] = 0.0
         self.h[:] = 0.0
         self.dc[:] = 0.0
+
+    @property
+    def weights(self) -> "AmpStream":
+        """What ``AmpTwin.weights_into`` configures (the stream holds its coefficients itself)."""
+        return self
 
     # ---- files (GUI/CLI or training thread) ----
     def save(self, path, meta: dict | None = None) -> None:
@@ -104,6 +140,24 @@ class AmpStream:
     def load(cls, path) -> "AmpStream":
         params, sample_rate, _ = load(path)
         return cls(params, sample_rate)
+
+
+class AmpTwin:
+    """The streaming side of ``knobnet train``'s model type ``ddsp`` (see ``effects.training.train``).
+
+    ``stream()`` gives an ``AmpStream``; ``weights_into(cond, stream)`` sets its knobs from the
+    dataset's normalised knobs (gain, bass, middle, treble[, master] over 0..10).
+    """
+
+    def __init__(self, params: dict[str, np.ndarray], sample_rate: float, num_conds: int = 5):
+        self.params, self.sample_rate, self.num_conds = params, float(sample_rate), num_conds
+        self.ops_per_sample = amp.ops_per_sample()
+
+    def stream(self) -> AmpStream:
+        return AmpStream(self.params, self.sample_rate)
+
+    def weights_into(self, cond: np.ndarray, s: AmpStream) -> None:
+        s.configure(amp.cond_to_panel(np.asarray(cond, np.float64)))
 
 
 def save(path, params: dict, sample_rate: float, meta: dict | None = None) -> None:

@@ -1,0 +1,66 @@
+"""The JVM 410H recordings as a ``knobnet train`` dataset folder: ``python -m effects.ddsp.dataset [FOLDER]``.
+
+``../shared/data/jvm410h/`` holds 15 real 5 s input/target pairs at gain 5 and five tone settings.
+The test split holds out B3_M7_T1 and B0_M0_T10 entirely (unseen tone settings) and file 8 of the
+two settings recorded six times (unseen clips of seen settings); the other 11 clips train. The
+recordings hold no master: the dataset's knobs are gain, bass, middle, treble (0..10), which the
+``ddsp`` model type reads with master at 5 (``amp.cond_to_panel``).
+
+The targets lag the inputs by about 6 samples (136 us) of recording-chain latency: the phase of
+the input-to-target cross-spectrum falls linearly at 1.5-4 kHz with a slope of 5.2-6.5 samples on
+every clip (coherence-weighted fit; resources/jvm/MODEL_CARD.md, "Diagnosis"), which a tube amp's
+minimum-phase circuit does not do and a DDSP model of one cannot follow. The dataset removes it:
+target sample t + LATENCY_SAMPLES is paired with input sample t.
+
+Runs on the CLI thread.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+from effects.modelfile import shared_path
+
+DATA_DIR = shared_path("data", "jvm410h")
+HOLDOUT = ("B3_M7_T1_G5_file_7", "B0_M0_T10_G5_file_7", "B10_M0_T0_G5_file_8", "B1_M3_T7_G5_file_8")
+UNSEEN_SETTINGS = ("B3_M7_T1", "B0_M0_T10")
+KNOBS = ("gain", "bass", "middle", "treble")
+LATENCY_SAMPLES = 6
+
+
+def load_clips(data_dir=DATA_DIR, latency_samples: int = LATENCY_SAMPLES) -> list[dict]:
+    """[{name, x, y, knobs, split}] of the recordings listed in ``clips.json`` (float32, 44.1 kHz),
+    with the target advanced by ``latency_samples`` (both trimmed to the same length)."""
+    import soundfile as sf
+    data_dir = pathlib.Path(data_dir)
+    clips = []
+    for c in json.loads((data_dir / "clips.json").read_text())["clips"]:
+        x, _ = sf.read(data_dir / c["input"], dtype="float32")
+        y, _ = sf.read(data_dir / c["target"], dtype="float32")
+        name = c["input"].removesuffix("_input.wav")
+        n = len(x) - latency_samples
+        clips.append({"name": name, "x": x[:n], "y": y[latency_samples:latency_samples + n], "knobs": {k: float(c["knobs"][k]) for k in KNOBS},
+                      "split": "test" if name in HOLDOUT else "train", "sample_rate": int(c["sample_rate"])})
+    return clips
+
+
+def write_jvm_dataset(folder, data_dir=DATA_DIR) -> None:
+    """Write the dataset folder (copies of the WAVs and dataset.json) for ``knobnet train``."""
+    from effects.training.data import write_dataset
+    clips = load_clips(data_dir)
+    write_dataset(folder, clips[0]["sample_rate"], {k: (0.0, 10.0) for k in KNOBS}, clips)
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    folder = pathlib.Path(argv[0] if argv else "out/datasets/jvm")
+    write_jvm_dataset(folder)
+    n = len(json.loads((folder / "dataset.json").read_text())["pairs"])
+    print(f"wrote {folder}: {n} pairs, test split: {', '.join(HOLDOUT)}")
+
+
+if __name__ == "__main__":
+    main()
