@@ -57,6 +57,8 @@ def compare(dataset=ROOT / "out" / "datasets" / "od3", runs=ROOT / "out" / "trai
         row = {"model": label, "params": info["params"], "ops_per_sample": info["ops_per_sample"],
                "rtf_128": real_time_factor(pedal, 48000, 128, 2.0)}
         if path != TEACHER:
+            report = json.loads((pathlib.Path(path).parent / "report.json").read_text())
+            row["best_valid"] = report["best_valid_loss"]
             row["esr_seen"] = esr_against_teacher(path, seen, clips, teacher_outputs)
             row["esr_unseen"] = esr_against_teacher(path, unseen, clips, teacher_outputs)
         rows.append(row)
@@ -72,13 +74,17 @@ def markdown(rows) -> str:
              "Concat, FiLM and static hyper fold into plain GRU weights per knob setting, so they stream at the "
              "same cost; dynamic hyper runs a small hyper GRU and re-modulates the main GRU every sample. "
              "Real-time factor: one thread, 48 kHz, 128-sample blocks, as `knobnet bench`, measured one after "
-             "another on a shared machine (compare ratios within one table, not across runs).", "",
-             "| model | params | ops/sample | RTF @128 | ESR seen | ESR unseen |", "|---|---|---|---|---|---|"]
+             "another on a shared machine (compare ratios within one table, not across runs). Best valid loss: "
+             "the training loss (pre-emphasised ESR against the teacher) on the validation pairs, best of the "
+             "run's validations (every 250 steps).", "",
+             "| model | params | ops/sample | RTF @128 | best valid loss | ESR seen | ESR unseen |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
         if "missing" in r:
-            lines.append(f"| {r['model']} | not trained ({r['missing']}) | | | | |")
+            lines.append(f"| {r['model']} | not trained ({r['missing']}) | | | | | |")
             continue
-        esr = (f"{r['esr_seen']:.4f} | {r['esr_unseen']:.4f}" if "esr_seen" in r else "(reference) | (reference)")
+        esr = (f"{r['best_valid']:.4f} | {r['esr_seen']:.4f} | {r['esr_unseen']:.4f}" if "esr_seen" in r
+               else "| (reference) | (reference)")
         lines.append(f"| {r['model']} | {r['params']:,} | {r['ops_per_sample']:,} | {r['rtf_128']:.1f}x | {esr} |")
     lines += ["", "Reproduce: `python -m effects.training.compare` (after training the four configs).", ""]
     return "\n".join(lines)
