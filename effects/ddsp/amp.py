@@ -103,22 +103,33 @@ def group_design(u, sample_rate: float, gain_db=None):
         (..., 3, 3): per filter (f_hz, gain_db, q).
     """
     xp = _xp(u)
-    out = []
-    for i in range(3):
-        (f_lo, f_hi), (q_lo, q_hi) = F_RANGE_HZ[i], Q_RANGE[i]
-        f_hz = f_lo * (f_hi / f_lo) ** u[..., 3 * i]
-        f_hz = xp.minimum(f_hz, 0.45 * sample_rate) if xp is np else f_hz.clamp(max=0.45 * sample_rate)
-        g_db = -24.0 + 48.0 * u[..., 3 * i + 1] if gain_db is None else gain_db[..., i]
-        q = q_lo * (q_hi / q_lo) ** u[..., 3 * i + 2]
-        out.append(xp.stack([f_hz, g_db, q], -1))
-    return xp.stack(out, -2)
+    f_lo, f_hi = _const([r[0] for r in F_RANGE_HZ], u), _const([r[1] for r in F_RANGE_HZ], u)
+    q_lo, q_hi = _const([r[0] for r in Q_RANGE], u), _const([r[1] for r in Q_RANGE], u)
+    f_hz = f_lo * (f_hi / f_lo) ** u[..., 0:9:3]  # the three filters at once: (..., 3)
+    f_hz = xp.minimum(f_hz, 0.45 * sample_rate) if xp is np else f_hz.clamp(max=0.45 * sample_rate)
+    g_db = -24.0 + 48.0 * u[..., 1:9:3] if gain_db is None else gain_db
+    q = q_lo * (q_hi / q_lo) ** u[..., 2:9:3]
+    return xp.stack([f_hz, g_db, q], -1)
+
+
+def _const(values, like):
+    """Constants as an array of ``like``'s kind (NumPy, or a torch tensor of its dtype and device)."""
+    if isinstance(like, np.ndarray) or np.isscalar(like):
+        return np.asarray(values, np.float64)
+    import torch
+    return torch.as_tensor(values, dtype=like.dtype, device=like.device)
 
 
 def design_sos(design, sample_rate: float):
-    """(..., n, 3) designs (f_hz, gain_db, q) of groups LS, PK, HS, ... -> (..., n, 5) biquads."""
+    """(..., n, 3) designs (f_hz, gain_db, q) of groups LS, PK, HS, ... -> (..., n, 5) biquads.
+
+    One coefficient computation per filter kind over every group at once (n is a multiple of 3).
+    """
     xp = _xp(design)
-    return xp.stack([biquad.rbj(biquad.GROUP[i % 3], design[..., i, 0], design[..., i, 1], design[..., i, 2],
-                                sample_rate) for i in range(design.shape[-2])], -2)
+    n = design.shape[-2]
+    by_kind = [biquad.rbj(biquad.GROUP[k], design[..., k::3, 0], design[..., k::3, 1], design[..., k::3, 2],
+                          sample_rate) for k in range(3)]  # (..., n / 3, 5) each
+    return xp.stack(by_kind, -2).reshape(tuple(design.shape[:-2]) + (n, 5))
 
 
 def dc_block_pole(sample_rate: float) -> float:
