@@ -76,37 +76,66 @@ def delay_through(x, out, line, pos):
 _NUMBERS = (int, float, np.number, np.bool_)
 
 
-def copy_state(dst, src, _seen=None) -> None:
-    """Make ``dst``, a deep copy of ``src`` made earlier, hold ``src``'s state as it is now.
+class StateSync:
+    """How to make ``dst``, a deep copy of ``src`` made earlier, hold ``src``'s state as it is then.
 
-    Walks attributes, lists, tuples and dicts: arrays are copied into place (no new arrays unless
-    a shape changed), numbers are rebound. Audio thread, at a rack swap only (it walks Python
-    objects, so it is not free, but it allocates no signal buffers).
+    Built once by walking attributes, lists, tuples and dicts (GUI or engine main thread); ``run``
+    copies every array into place and rebinds every number (audio thread, at a rack swap: a flat
+    loop, no walk, no new arrays unless a shape changed). ``src`` must not rebind its arrays in
+    between, which the pedals never do while streaming.
     """
-    _seen = set() if _seen is None else _seen
-    if id(dst) in _seen:
-        return
-    _seen.add(id(dst))
-    if isinstance(dst, dict):
-        items = ((k, dst[k], v) for k, v in src.items() if k in dst)
-    elif isinstance(dst, (list, tuple)):
-        items = ((i, d, v) for i, (d, v) in enumerate(zip(dst, src)))
-    elif hasattr(dst, "__dict__"):
-        items = ((k, d, getattr(src, k)) for k, d in vars(dst).items() if hasattr(src, k))
-    else:
-        return
-    mutable = not isinstance(dst, tuple)
-    for key, d, v in items:
-        if isinstance(d, np.ndarray):
-            if d.shape == v.shape and d.dtype == v.dtype:
-                np.copyto(d, v)
-            elif mutable:
-                _set(dst, key, v.copy())
-        elif isinstance(v, _NUMBERS):
-            if mutable and d is not v:
-                _set(dst, key, v)
-        elif not isinstance(v, (str, bytes, type(None), pathlib.PurePath)):
-            copy_state(d, v, _seen)
+
+    def __init__(self, dst, src):
+        self.src = src
+        self.arrays: list[tuple[np.ndarray, np.ndarray]] = []
+        self.numbers: list[tuple[object, object, object]] = []  # (dst container, key, src container)
+        self.resized: list[tuple[object, object, object]] = []  # arrays whose shape changed: copied anew
+        self._walk(dst, src, set())
+
+    def _walk(self, dst, src, seen) -> None:
+        if id(dst) in seen:
+            return
+        seen.add(id(dst))
+        if isinstance(dst, dict):
+            items = [(k, dst[k], v) for k, v in src.items() if k in dst]
+        elif isinstance(dst, (list, tuple)):
+            items = list(enumerate(zip(dst, src)))
+            items = [(i, d, v) for i, (d, v) in items]
+        elif hasattr(dst, "__dict__"):
+            items = [(k, d, getattr(src, k)) for k, d in vars(dst).items() if hasattr(src, k)]
+        else:
+            return
+        mutable = not isinstance(dst, tuple)
+        for key, d, v in items:
+            if isinstance(d, np.ndarray):
+                if d is v:
+                    continue
+                if d.shape == v.shape and d.dtype == v.dtype:
+                    self.arrays.append((d, v))
+                elif mutable:
+                    self.resized.append((dst, key, src))
+            elif isinstance(v, _NUMBERS):
+                if mutable:
+                    self.numbers.append((dst, key, src))
+            elif not isinstance(v, (str, bytes, type(None), pathlib.PurePath)):
+                self._walk(d, v, seen)
+
+    def run(self) -> None:
+        for d, v in self.arrays:
+            np.copyto(d, v)
+        for dst, key, src in self.numbers:
+            _set(dst, key, _get(src, key))
+        for dst, key, src in self.resized:
+            _set(dst, key, _get(src, key).copy())
+
+
+def copy_state(dst, src) -> None:
+    """Make ``dst``, a deep copy of ``src`` made earlier, hold ``src``'s state as it is now."""
+    StateSync(dst, src).run()
+
+
+def _get(container, key):
+    return container[key] if isinstance(container, (dict, list, tuple)) else getattr(container, key)
 
 
 def _set(container, key, value) -> None:
@@ -166,6 +195,8 @@ class Rack:
         # True when this rack's slots are copies of (or new beside) the running rack's, never the
         # same objects: then the engine runs both on the swap block and crossfades between them.
         self.independent = False
+        # Per slot: a StateSync from the slot that plays it now, when the rack's builder made one.
+        self.sync_plans: list = [None] * len(self.slots)
         self.cpu_s = np.zeros(len(self.slots), np.float64) if cpu_s is None else cpu_s
         self._dry = np.zeros(max_block, np.float32)
         self._step = np.float32(1.0 / max(1.0, BYPASS_FADE_MS * 1e-3 * sample_rate))

@@ -56,6 +56,18 @@ def crossfade_blocks(old, new):
         old[i] += (new[i] - old[i]) * g
 
 
+def warm_up_kernels() -> None:
+    """Call every compiled kernel the callback uses once, so the first call (a JIT cache load or a
+    compile) happens on the calling thread and never in the audio callback."""
+    from app.board import crossfade, delay_through
+    a, b = np.zeros(4, np.float32), np.zeros(4, np.float32)
+    peak_abs(a)
+    ramp_scale(a, 1.0, 1.0)
+    crossfade_blocks(a, b)
+    crossfade(a, b, b, np.ones(2, np.float32), np.float32(0.5))
+    delay_through(a, b, np.zeros(2, np.float32), np.zeros(1, np.int64))
+
+
 class Ring:
     """A single-writer ring of float32 samples; the reader copies the newest samples.
 
@@ -250,6 +262,7 @@ class Engine:
         self._x = np.zeros(MAX_BLOCK, np.float32)
         self._y = np.zeros(MAX_BLOCK, np.float32)
         self._y_next = np.zeros(MAX_BLOCK, np.float32)
+        self._synced: Rack | None = None  # the pending rack whose copies hold the running state
         self._fade_in = False
         self.stream = None
         self.device_latency_s = 0.0
@@ -410,19 +423,31 @@ class Engine:
         self._meter(x, 0)
         swap = self._next_rack
         if swap is not None and swap.independent:
-            # The new rack's pedals are copies: give them the running pedals' state as of now, run
-            # both racks on this block, and crossfade from the old order to the new one.
-            running = self.rack.by_id
-            for slot in swap.slots:
-                live = running.get(slot.id)
-                if live is not None:
-                    copy_state(slot, live)
-            self.rack.process(x, out)
-            y_next = self._y_next[:n]
-            swap.process(x, y_next)
-            crossfade_blocks(out, y_next)
-            self._take_rack(swap)
-            self._next_rack = None
+            # The new rack's pedals are copies. First block: the old rack plays, then the copies
+            # take the running pedals' state (a copy of every state array: the costly part).
+            # Next block: both racks play it, and the output crossfades from the old order to
+            # the new one. Splitting keeps each block within its budget.
+            if self._synced is not swap:
+                self.rack.process(x, out)
+                running = self.rack.by_id
+                for slot, plan in zip(swap.slots, swap.sync_plans):
+                    live = running.get(slot.id)
+                    if live is None:
+                        continue
+                    if plan is not None and plan.src is live:
+                        plan.run()  # planned when the rack was built: a flat copy loop
+                    else:
+                        copy_state(slot, live)
+                self._synced = swap
+            else:
+                self.rack.process(x, out)
+                y_next = self._y_next[:n]
+                swap.process(x, y_next)
+                crossfade_blocks(out, y_next)
+                self._take_rack(swap)
+                self._synced = None
+                if self._next_rack is swap:  # (the GUI may have sent a newer one meanwhile)
+                    self._next_rack = None
         else:
             self.rack.process(x, out)
             if self._fade_in:

@@ -18,6 +18,7 @@ process's main thread; the engine's callback runs on that process's audio thread
 from __future__ import annotations
 
 import copy
+import gc
 import multiprocessing
 import os
 import sys
@@ -26,7 +27,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from app.engine import AudioSettings, Engine, EngineArrays, FilePlayer
+from app.engine import AudioSettings, Engine, EngineArrays, FilePlayer, warm_up_kernels
 
 START_TIMEOUT_S = 60.0  # model loading and the JIT cache on a cold machine
 PUBLISH_S = 0.03  # the engine process refreshes the slower meters (gain reduction, player) this often
@@ -246,15 +247,17 @@ class AudioProcess:
 
 def _engine_main(conn, shm_name: str, layout: dict) -> None:
     """Entry point of the engine process: build the engine on the shared arrays, serve commands."""
-    from app.board import Board, Rack
+    from app.board import Board, Rack, StateSync
     # Attaching registers the block with the resource tracker this process shares with the GUI
     # (spawn passes it on): one registration, which the GUI's unlink removes.
     shm = shared_memory.SharedMemory(name=shm_name)
     arrays = EngineArrays(**layout, buffer=shm.buf)
     board = Board(layout["sample_rate"])
-    slots: dict[int, object] = {}
+    known: dict[int, list] = {}  # slot id -> the copies of that slot (running, pending, spare)
     engine = Engine(Rack([], board.sample_rate, cpu_s=arrays.slot_cpu_s), board.sample_rate, arrays=arrays)
     arrays.gain_reduction_db[:] = np.nan
+    warm_up_kernels()
+    gc.set_threshold(20000, 50, 100)  # the main thread allocates little; collect rarely
     warm = np.zeros(1024, np.float32)
 
     def error(message: str) -> None:
@@ -264,13 +267,12 @@ def _engine_main(conn, shm_name: str, layout: dict) -> None:
             pass
 
     def set_rack(generation: int, specs: list[dict]) -> None:
-        """Build the rack the GUI describes: copies of the pedals already playing (the callback
-        gives them the playing pedals' state at the swap and crossfades), fresh ones for new ids."""
+        """Build the rack the GUI describes from copies of the pedals already playing (the callback
+        gives them the playing pedals' state at the swap and crossfades) and fresh ones for new ids."""
         ordered = []
         for spec in specs:
-            slot = slots.get(spec["id"])
-            if slot is not None:
-                slot = copy.deepcopy(slot)
+            if spec["id"] in known:
+                slot = free_copy(spec["id"])
             else:
                 try:
                     slot = board.make_slot(spec["name"], spec["model_path"])
@@ -284,29 +286,44 @@ def _engine_main(conn, shm_name: str, layout: dict) -> None:
                 # compile after an upgrade) happens on this thread, not in the audio callback.
                 slot.chain.process(warm, warm)
                 slot.chain.reset()
-            slots[spec["id"]] = slot
+                known[spec["id"]] = [slot, copy.deepcopy(slot)]  # and a spare for the next reorder
             ordered.append(slot)
-        for gone in set(slots) - {s["id"] for s in specs}:
-            del slots[gone]  # the running rack keeps its pedals alive until the swap
+        for gone in set(known) - {s["id"] for s in specs}:
+            del known[gone]  # the running rack keeps its pedals alive until the swap
         rack = Rack(ordered, board.sample_rate, cpu_s=arrays.slot_cpu_s)
         rack.generation = generation
         rack.independent = True
+        running = engine.rack.by_id
+        rack.sync_plans = [StateSync(s, running[s.id]) if running.get(s.id) not in (None, s) else None
+                           for s in ordered]
+        # Out of the cyclic collector's reach: a full collection would hold the interpreter lock
+        # for milliseconds while the callback waits for it.
+        gc.collect()
+        gc.freeze()
         engine.set_rack(rack)
 
-    def copies_of(sid: int):
-        """Every copy of slot ``sid``: the newest, and those of the running and the pending rack."""
-        found = [slots.get(sid), engine.rack.by_id.get(sid)]
+    def free_copy(sid: int):
+        """A copy of slot ``sid`` that neither the running nor the pending rack holds.
+
+        The copies of a slot take turns: the one the last swap retired is free again, so a
+        reorder copies no pedal here (a deep copy holds the interpreter lock for milliseconds,
+        which the callback would wait on).
+        """
         pending = engine._next_rack
-        if pending is not None:
-            found.append(pending.by_id.get(sid))
-        return {id(s): s for s in found if s is not None}.values()
+        busy = {id(engine.rack.by_id.get(sid)), id(pending.by_id.get(sid) if pending is not None else None)}
+        copies = known[sid]
+        for slot in copies:
+            if id(slot) not in busy:
+                return slot
+        copies.append(copy.deepcopy(copies[0]))
+        return copies[-1]
 
     def set_knobs(sid: int, values: dict) -> None:
-        for slot in copies_of(sid):
+        for slot in known.get(sid, ()):
             slot.pedal.set_knobs(**values)
 
     def set_bypass(sid: int, bypassed: bool) -> None:
-        for slot in copies_of(sid):
+        for slot in known.get(sid, ()):
             slot.mix[0] = 0.0 if bypassed else 1.0
 
     def publish() -> None:
@@ -366,8 +383,7 @@ def _engine_main(conn, shm_name: str, layout: dict) -> None:
                     conn.send(("started", f"no audio ({exc})", 0.0, False, engine.block_size))
     finally:
         engine.stop()
-        del engine, arrays, slots
-        import gc
+        del engine, arrays, known
         gc.collect()
         try:
             shm.close()

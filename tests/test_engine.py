@@ -183,8 +183,9 @@ def test_engine_process_runs_the_board_and_takes_knobs_bypass_and_new_racks():
 
 
 def test_reorder_crossfades_from_the_old_order_to_the_new_with_the_pedals_state():
-    """A rack of copies (as the engine process builds) takes the running pedals' state at the swap;
-    the swap block is a crossfade between both orders, then the new order plays on: no dip."""
+    """A rack of copies (as the engine process builds) takes the running pedals' state after the
+    first block that follows the swap request; the next block is a crossfade between both orders,
+    then the new order plays on: no dip."""
     import copy
     from app.board import Rack
     from app.engine import crossfade_blocks
@@ -198,21 +199,22 @@ def test_reorder_crossfades_from_the_old_order_to_the_new_with_the_pedals_state(
     engine.stream = object()  # as if running: swaps go through the callback
     new_order = Rack([copy.deepcopy(b), copy.deepcopy(a)], 48000)  # copied now: stale by the swap
     new_order.independent = True
-    out = np.zeros(256, np.float32)
+    out, expected, expected_new = (np.zeros(256, np.float32) for _ in range(3))
     for _ in range(10):
         engine.process_block(None, out)
-    old_ref = Rack([copy.deepcopy(a), copy.deepcopy(b)], 48000)  # both orders from the state at the swap
-    new_ref = Rack([copy.deepcopy(b), copy.deepcopy(a)], 48000)
-    block = x[2560:2816]
-    expected, expected_new = np.zeros(256, np.float32), np.zeros(256, np.float32)
-    old_ref.process(block, expected)
-    new_ref.process(block, expected_new)
-    crossfade_blocks(expected, expected_new)
+    old_ref = Rack([copy.deepcopy(a), copy.deepcopy(b)], 48000)
     engine.set_rack(new_order)
+    engine.process_block(None, out)  # the old order plays this block; then the copies sync
+    old_ref.process(x[2560:2816], expected)
+    np.testing.assert_array_equal(out, expected)
+    new_ref = Rack([copy.deepcopy(b), copy.deepcopy(a)], 48000)  # both orders from the synced state
     engine.process_block(None, out)
+    old_ref.process(x[2816:3072], expected)
+    new_ref.process(x[2816:3072], expected_new)
+    crossfade_blocks(expected, expected_new)
     np.testing.assert_allclose(out, expected, atol=1e-6)
     assert engine.rack is new_order
     engine.process_block(None, out)
-    new_ref.process(x[2816:3072], expected)
+    new_ref.process(x[3072:3328], expected)
     np.testing.assert_allclose(out, expected, atol=1e-6)
     assert np.abs(expected_new - expected_new.mean()).max() > 0.01  # the pedals did play
