@@ -69,4 +69,4 @@ class OD3(Pedal):
 
     def info(self) -> dict:
         return {"params": self.model.params, "ops_per_sample": self.model.ops_per_sample,
-                "model": f"{self.model.kind}-GRU-{self.model.hidden_size}", "weights": str(self.model_path)}
+                "model": f"{self.model.kind}-{getattr(self.model, 'cell', 'gru').upper()}-{self.model.hidden_size}", "weights": str(self.model_path)}

@@ -170,3 +170,12 @@ def test_default_la2a_is_the_shipped_student_and_needs_no_shared_folder(tmp_path
     assert np.all(np.isfinite(y)) and pedal.gain_reduction_db < -3.0  # it compresses a loud tone
     assert pedal.info()["params"] < 50_737 and pedal.info()["ops_per_sample"] < 81_567  # cheaper than the teacher
 
+
+
+def test_warmup_shorter_than_the_receptive_field_is_a_config_error(tmp_path):
+    path = write_tcn_config(tmp_path)  # receptive field 1 + 2 * (1 + 4 + 16) = 43
+    cfg = json.loads(path.read_text())
+    cfg["data"]["warmup"] = 41
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=r"data.warmup \(41\) is shorter than the model's receptive field \(43"):
+        train(path, log=lambda *_: None)

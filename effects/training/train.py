@@ -187,6 +187,10 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     out = pathlib.Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     model = build_model(cfg, len(ds.knob_ranges))
+    field = getattr(model, "receptive_field", 1)
+    if dc["warmup"] < field - 1:
+        raise ConfigError(f"data.warmup ({dc['warmup']}) is shorter than the model's receptive field ({field} "
+                          f"samples): the loss would see outputs computed from zero padding; set it to {field - 1}")
     loss_fn = TrainingLoss(**cfg["loss"])
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tc["lr_patience"])
