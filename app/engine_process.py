@@ -258,7 +258,7 @@ def _engine_main(conn, shm_name: str, layout: dict) -> None:
     arrays.gain_reduction_db[:] = np.nan
     warm_up_kernels()
     gc.set_threshold(20000, 50, 100)  # the main thread allocates little; collect rarely
-    warm = np.zeros(1024, np.float32)
+    warm, warm_out = np.zeros(4096, np.float32), np.zeros(4096, np.float32)
 
     def error(message: str) -> None:
         try:
@@ -282,10 +282,7 @@ def _engine_main(conn, shm_name: str, layout: dict) -> None:
                     error(f"{spec['name']}: the audio engine could not load it: {exc}")
                     continue
                 slot.mix[:] = spec["mix"]
-                # Run a block here, then reset: the kernels' first call (JIT cache load, or a
-                # compile after an upgrade) happens on this thread, not in the audio callback.
-                slot.chain.process(warm, warm)
-                slot.chain.reset()
+                warm_up(slot)
                 known[spec["id"]] = [slot, copy.deepcopy(slot)]  # and a spare for the next reorder
             ordered.append(slot)
         for gone in set(known) - {s["id"] for s in specs}:
@@ -301,6 +298,18 @@ def _engine_main(conn, shm_name: str, layout: dict) -> None:
         gc.collect()
         gc.freeze()
         engine.set_rack(rack)
+
+    def warm_up(slot) -> None:
+        """Play a block, and one with every knob moving, then reset: the first calls of the
+        kernels and of the knob-change code (JIT cache loads, NumPy's first-call set-up) happen on
+        this thread, not in the audio callback."""
+        pedal = slot.pedal
+        values = pedal.knob_values()
+        slot.chain.process(warm, warm_out)
+        pedal.set_knobs(**{k.name: k.minimum if values[k.name] != k.minimum else k.maximum for k in pedal.knobs})
+        slot.chain.process(warm, warm_out)
+        pedal.set_knobs(**values)
+        slot.chain.reset()
 
     def free_copy(sid: int):
         """A copy of slot ``sid`` that neither the running nor the pending rack holds.
