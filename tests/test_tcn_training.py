@@ -179,3 +179,18 @@ def test_warmup_shorter_than_the_receptive_field_is_a_config_error(tmp_path):
     path.write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match=r"data.warmup \(41\) is shorter than the model's receptive field \(43"):
         train(path, log=lambda *_: None)
+
+
+def test_init_from_starts_a_run_from_another_runs_best_weights(tmp_path):
+    first = train(write_tcn_config(tmp_path), log=lambda *_: None)
+    path = tmp_path / "cfg.yaml"
+    cfg = json.loads(path.read_text())
+    cfg["out"] = "second"
+    cfg["train"].update(steps=10, validate_every=10, init_from="run/checkpoint.pt")
+    path.write_text(json.dumps(cfg))
+    second = train(path, log=lambda *_: None)
+    assert second["history"][0]["valid"] < 0.5 * first["history"][0]["valid"]  # far past a fresh start
+    cfg["train"]["init_from"] = "nothing/checkpoint.pt"
+    path.write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="train.init_from: no checkpoint at"):
+        train(path, log=lambda *_: None)

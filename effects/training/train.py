@@ -45,7 +45,7 @@ DEFAULTS = {
     "model": {"type": "gru"},  # the other keys: MODEL_TYPES[type].defaults
     "loss": {"esr": 1.0, "mae": 0.0, "mrstft": 0.0, "pre_emphasis": True},
     "train": {"batch_size": 32, "lr": 1e-3, "steps": 3000, "validate_every": 250, "lr_patience": 2,
-              "early_stop": 4, "grad_clip": 3.0, "seed": 0, "threads": 2},
+              "early_stop": 4, "grad_clip": 3.0, "seed": 0, "threads": 2, "init_from": None},
     "out": None,
     "pedal": None,
 }
@@ -115,6 +115,8 @@ def load_config(path) -> dict:
             raise ConfigError(f"{path.name}: '{required}' is required")
     cfg["data"]["folder"] = str((path.parent / cfg["data"]["folder"]).resolve())
     cfg["out"] = str((path.parent / cfg["out"]).resolve())
+    if cfg["train"]["init_from"] is not None:
+        cfg["train"]["init_from"] = str((path.parent / cfg["train"]["init_from"]).resolve())
     cfg["name"] = cfg["name"] or path.stem
     return cfg
 
@@ -146,6 +148,19 @@ class SegmentSampler:
             o = self.rng.integers(0, len(p.x) - self.length + 1)
             x[b], y[b], c[b] = p.x[o:o + self.length], p.y[o:o + self.length], p.cond
         return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(c)
+
+
+def init_weights(model, path) -> None:
+    """Start from another run's best weights (its checkpoint.pt): fine-tuning with a new recipe."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(f"train.init_from: no checkpoint at {path}")
+    ckpt = torch.load(path, weights_only=False)
+    weights = ckpt["state"].get("best_model") or ckpt["model"]
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise ConfigError(f"train.init_from: {path.name} holds another model ({str(exc).splitlines()[0]})") from None
 
 
 def stream_pair(twin, pair, block_size: int = 4096) -> np.ndarray:
@@ -199,6 +214,9 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     valid = ds.split("valid") or ds.split("train")[:4]
     state = {"step": 0, "history": [], "best_valid": float("inf"), "bad": 0, "best_model": None}
     ckpt_path = out / "checkpoint.pt"
+    if tc["init_from"] is not None and not (resume and ckpt_path.is_file()):
+        init_weights(model, tc["init_from"])
+        log(f"starting from the best weights of {tc['init_from']}")
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, weights_only=False)
         if ckpt["config"] != cfg:
