@@ -129,11 +129,6 @@ class StateSync:
             _set(dst, key, _get(src, key).copy())
 
 
-def copy_state(dst, src) -> None:
-    """Make ``dst``, a deep copy of ``src`` made earlier, hold ``src``'s state as it is now."""
-    StateSync(dst, src).run()
-
-
 def _get(container, key):
     return container[key] if isinstance(container, (dict, list, tuple)) else getattr(container, key)
 
@@ -192,15 +187,33 @@ class Rack:
         self.max_block = max_block
         self.generation = next(_rack_generations)
         self.by_id = {s.id: s for s in self.slots}
-        # True when this rack's slots are copies of (or new beside) the running rack's, never the
-        # same objects: then the engine runs both on the swap block and crossfades between them.
-        self.independent = False
-        # Per slot: a StateSync from the slot that plays it now, when the rack's builder made one.
-        self.sync_plans: list = [None] * len(self.slots)
+        # Per slot, a StateSync from the running rack's copy of it (``plan_sync``); None: this rack
+        # shares pedals with the running one, and the engine fades one out and the other in.
+        self.sync_plans: list | None = None
         self.cpu_s = np.zeros(len(self.slots), np.float64) if cpu_s is None else cpu_s
         self._dry = np.zeros(max_block, np.float32)
         self._step = np.float32(1.0 / max(1.0, BYPASS_FADE_MS * 1e-3 * sample_rate))
         self.latency_samples = sum(s.latency_samples for s in self.slots)
+
+    def plan_sync(self, running: "Rack") -> None:
+        """Prepare to take over from ``running`` with a crossfade: this rack's slots are copies of
+        running's (same ids, other objects) or new. Engine main thread; ``sync_from`` runs it."""
+        self.sync_plans = [StateSync(s, running.by_id[s.id]) if running.by_id.get(s.id) not in (None, s) else None
+                           for s in self.slots]
+
+    def sync_from(self, running: "Rack") -> bool:
+        """Give every copy the state of its running pedal now; False (nothing copied) unless every
+        slot that runs in ``running`` has a plan made from that very pedal. Audio thread."""
+        if self.sync_plans is None:
+            return False
+        live = running.by_id
+        for slot, plan in zip(self.slots, self.sync_plans):
+            if slot.id in live and (plan is None or plan.src is not live[slot.id]):
+                return False
+        for slot, plan in zip(self.slots, self.sync_plans):
+            if slot.id in live:
+                plan.run()
+        return True
 
     def process(self, x: np.ndarray, out: np.ndarray) -> None:
         """Run x (T,) float32 through the slots into out (T,) float32, T <= max_block. Audio thread."""

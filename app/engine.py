@@ -22,7 +22,7 @@ import time
 import numpy as np
 from numba import njit
 
-from app.board import MAX_BLOCK, Rack, copy_state
+from app.board import MAX_BLOCK, Rack
 
 CALLBACK_HISTORY = 1 << 16  # callback durations kept for the p99
 
@@ -269,14 +269,6 @@ class Engine:
         self.block_size = 128
         self.status = "stopped"
 
-    @property
-    def recording(self) -> bool:
-        return bool(self._recording[0])
-
-    @recording.setter
-    def recording(self, on: bool) -> None:
-        self._recording[0] = int(on)
-
     # ---- GUI thread ----
     def set_rack(self, rack: Rack) -> None:
         """Hand a new rack to the audio thread; it fades the old one out and the new one in."""
@@ -288,6 +280,12 @@ class Engine:
     def _take_rack(self, rack: Rack) -> None:
         self.rack = rack
         self.arrays.rack_generation[0] = rack.generation
+
+    def _take_swap(self, swap: Rack) -> None:
+        self._take_rack(swap)
+        self._synced = None
+        if self._next_rack is swap:  # (the GUI may have sent a newer one meanwhile)
+            self._next_rack = None
 
     def set_player(self, player: FilePlayer | None) -> None:
         self.player = player
@@ -422,42 +420,25 @@ class Engine:
         self.scope_in.write(x)
         self._meter(x, 0)
         swap = self._next_rack
-        if swap is not None and swap.independent:
-            # The new rack's pedals are copies. First block: the old rack plays, then the copies
-            # take the running pedals' state (a copy of every state array: the costly part).
-            # Next block: both racks play it, and the output crossfades from the old order to
-            # the new one. Splitting keeps each block within its budget.
-            if self._synced is not swap:
-                self.rack.process(x, out)
-                running = self.rack.by_id
-                for slot, plan in zip(swap.slots, swap.sync_plans):
-                    live = running.get(slot.id)
-                    if live is None:
-                        continue
-                    if plan is not None and plan.src is live:
-                        plan.run()  # planned when the rack was built: a flat copy loop
-                    else:
-                        copy_state(slot, live)
-                self._synced = swap
-            else:
-                self.rack.process(x, out)
-                y_next = self._y_next[:n]
-                swap.process(x, y_next)
-                crossfade_blocks(out, y_next)
-                self._take_rack(swap)
-                self._synced = None
-                if self._next_rack is swap:  # (the GUI may have sent a newer one meanwhile)
-                    self._next_rack = None
+        self.rack.process(x, out)
+        if swap is not None and swap is self._synced:
+            # The copies hold the running pedals' state as of this block: both orders play it and
+            # the output crossfades from the old one to the new.
+            y_next = self._y_next[:n]
+            swap.process(x, y_next)
+            crossfade_blocks(out, y_next)
+            self._take_swap(swap)
         else:
-            self.rack.process(x, out)
             if self._fade_in:
                 ramp_scale(out, 0.0, 1.0)
                 self._fade_in = False
-            if swap is not None:  # shared pedals: fade the old rack out over this block, the new one in over the next
-                ramp_scale(out, 1.0, 0.0)
-                self._take_rack(swap)
-                self._next_rack = None
-                self._fade_in = True
+            if swap is not None:
+                if swap.sync_from(self.rack):  # copies of the running pedals: crossfade next block
+                    self._synced = swap
+                else:  # the same pedals: fade the old rack out over this block, the new one in over the next
+                    ramp_scale(out, 1.0, 0.0)
+                    self._take_swap(swap)
+                    self._fade_in = True
         v = self.output_volume
         ramp_scale(out, v[1], v[0])
         v[1] = v[0]
@@ -516,7 +497,7 @@ class Recorder:
         self.file = sf.SoundFile(str(self.path), "w", samplerate=engine.sample_rate, channels=1, subtype="FLOAT")
         self.frames = 0
         self._pos = int(engine.record_ring.written[0])
-        engine.recording = True
+        engine.arrays.recording[0] = 1
 
     def drain(self) -> int:
         """Write what the callback recorded since the last drain; returns frames written so far."""
@@ -527,7 +508,7 @@ class Recorder:
         return self.frames
 
     def close(self) -> None:
-        self.engine.recording = False
+        self.engine.arrays.recording[0] = 0
         self.drain()
         self.file.close()
 

@@ -69,8 +69,7 @@ class AudioProcess:
         self.status = "stopped"
         self.messages: list[str] = []  # errors the engine reported, for the window to show
         self.player_name: str | None = None
-        self._rack_ids: dict[int, tuple[int, ...]] = {}
-        self._rack_latency: dict[int, int] = {}
+        self._racks: dict[int, tuple[tuple[int, ...], int]] = {}  # generation -> (slot ids, latency samples)
         self._generation = 0
         ctx = multiprocessing.get_context("spawn")  # never fork a process that runs Qt
         self._conn, child = ctx.Pipe()
@@ -89,8 +88,9 @@ class AudioProcess:
     def set_rack(self, slots) -> None:
         """Hand the slots (in order) to the engine; it keeps the pedals it has and loads new ones."""
         self._generation += 1
-        self._rack_ids[self._generation] = tuple(s.id for s in slots)
-        self._rack_latency[self._generation] = sum(s.latency_samples for s in slots)
+        running = int(self.arrays.rack_generation[0])
+        self._racks = {g: r for g, r in self._racks.items() if g >= running}  # older ones never run again
+        self._racks[self._generation] = (tuple(s.id for s in slots), sum(s.latency_samples for s in slots))
         self._send("rack", self._generation, [_slot_spec(s) for s in slots])
 
     def set_knobs(self, slot, **values) -> None:
@@ -117,14 +117,6 @@ class AudioProcess:
     @property
     def player_playing(self) -> bool:
         return bool(self.arrays.player[0])
-
-    @property
-    def recording(self) -> bool:
-        return bool(self.arrays.recording[0])
-
-    @recording.setter
-    def recording(self, on: bool) -> None:
-        self.arrays.recording[0] = int(on)
 
     def start(self, settings: AudioSettings | None = None, use_device: bool = True) -> str:
         """Open the stream in the engine process; returns its status line (device, or why none)."""
@@ -208,7 +200,7 @@ class AudioProcess:
     # ---- what the GUI reads ----
     def running_slot_ids(self) -> tuple[int, ...]:
         """Ids of the slots of the rack the callback runs now, in order (empty before the first)."""
-        return self._rack_ids.get(int(self.arrays.rack_generation[0]), ())
+        return self._racks.get(int(self.arrays.rack_generation[0]), ((), 0))[0]
 
     def _slot_index(self, slot) -> int | None:
         ids = self.running_slot_ids()
@@ -239,7 +231,7 @@ class AudioProcess:
     @property
     def latency_s(self) -> float:
         """Device latency + one block + the running rack's (resampling) latency, in seconds."""
-        rack = self._rack_latency.get(int(self.arrays.rack_generation[0]), 0)
+        rack = self._racks.get(int(self.arrays.rack_generation[0]), ((), 0))[1]
         return self.device_latency_s + (self.block_size + rack) / self.sample_rate
 
 
@@ -247,14 +239,16 @@ class AudioProcess:
 
 def _engine_main(conn, shm_name: str, layout: dict) -> None:
     """Entry point of the engine process: build the engine on the shared arrays, serve commands."""
-    from app.board import Board, Rack, StateSync
+    from app.board import Board, Rack
     # Attaching registers the block with the resource tracker this process shares with the GUI
     # (spawn passes it on): one registration, which the GUI's unlink removes.
     shm = shared_memory.SharedMemory(name=shm_name)
     arrays = EngineArrays(**layout, buffer=shm.buf)
     board = Board(layout["sample_rate"])
     known: dict[int, list] = {}  # slot id -> the copies of that slot (running, pending, spare)
-    engine = Engine(Rack([], board.sample_rate, cpu_s=arrays.slot_cpu_s), board.sample_rate, arrays=arrays)
+    nothing = Rack([], board.sample_rate, cpu_s=arrays.slot_cpu_s)
+    nothing.generation = 0  # before the GUI's first rack (its generations count from 1)
+    engine = Engine(nothing, board.sample_rate, arrays=arrays)
     arrays.gain_reduction_db[:] = np.nan
     warm_up_kernels()
     gc.set_threshold(20000, 50, 100)  # the main thread allocates little; collect rarely
@@ -289,10 +283,7 @@ def _engine_main(conn, shm_name: str, layout: dict) -> None:
             del known[gone]  # the running rack keeps its pedals alive until the swap
         rack = Rack(ordered, board.sample_rate, cpu_s=arrays.slot_cpu_s)
         rack.generation = generation
-        rack.independent = True
-        running = engine.rack.by_id
-        rack.sync_plans = [StateSync(s, running[s.id]) if running.get(s.id) not in (None, s) else None
-                           for s in ordered]
+        rack.plan_sync(engine.rack)
         # Out of the cyclic collector's reach: a full collection would hold the interpreter lock
         # for milliseconds while the callback waits for it.
         gc.collect()

@@ -198,7 +198,7 @@ def test_reorder_crossfades_from_the_old_order_to_the_new_with_the_pedals_state(
     engine.set_player(FilePlayer(x))
     engine.stream = object()  # as if running: swaps go through the callback
     new_order = Rack([copy.deepcopy(b), copy.deepcopy(a)], 48000)  # copied now: stale by the swap
-    new_order.independent = True
+    new_order.plan_sync(engine.rack)  # the plan refers to the live arrays: it copies them at the swap
     out, expected, expected_new = (np.zeros(256, np.float32) for _ in range(3))
     for _ in range(10):
         engine.process_block(None, out)
