@@ -115,8 +115,10 @@ class AudioProcess:
         return self.player_name is not None
 
     @property
-    def player_playing(self) -> bool:
-        return bool(self.arrays.player[0])
+    def player_ended(self) -> bool:
+        """The file player stopped at the end of a clip it does not loop."""
+        playing, position, length = self.arrays.player
+        return not playing and 0 < length <= position
 
     def start(self, settings: AudioSettings | None = None, use_device: bool = True) -> str:
         """Open the stream in the engine process; returns its status line (device, or why none)."""
@@ -383,7 +385,7 @@ def _engine_main(conn, shm_name: str, layout: dict) -> None:
                     conn.send(("started", f"no audio ({exc})", 0.0, False, engine.block_size))
     finally:
         engine.stop()
-        del engine, arrays, known
+        del engine, arrays, known, nothing
         gc.collect()
         try:
             shm.close()

@@ -265,6 +265,15 @@ def test_spectrum_reads_a_full_scale_sine_as_0_dbfs():
     assert spectrum.spectrum_db(x).max() == pytest.approx(0.0, abs=0.05)
 
 
+def test_play_button_pops_up_when_an_unlooped_clip_ends(window, qtbot):
+    window.loop_action.setChecked(False)
+    window.engine.set_player(np.full(4800, 0.1, np.float32), "short", loop=False)  # 0.1 s
+    window.play_action.setChecked(True)
+    window.toggle_play()
+    qtbot.waitUntil(lambda: not window.play_action.isChecked(), timeout=WAIT_MS)
+    assert window.play_action.text() == "▶ Play"
+
+
 def test_record_button_records_the_output(window, qtbot, tmp_path):
     import soundfile as sf
     window.engine.set_player(np.full(48000, 0.1, np.float32), "dc")

@@ -449,8 +449,12 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.inspector.refresh()
 
     def _update_readouts(self) -> None:
-        """CPU per pedal and total, latency and xruns: text, refreshed a few times a second."""
+        """CPU per pedal and total, latency and xruns: text, refreshed a few times a second; the play
+        button pops up when an unlooped clip has ended."""
         e = self.engine
+        if self.play_action.isChecked() and e.player_ended:
+            self.play_action.setChecked(False)
+            self.play_action.setText("▶ Play")
         block_s = max(e.block_size, 1) / e.sample_rate
         for card in self.cards:
             card.set_cpu(e.slot_cpu_s(card.slot) / block_s)
