@@ -122,10 +122,27 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, toy_dat
     ({"train": {"learning_rate": 1}}, "unknown key(s) in 'train': learning_rate"),
     ({"extras": {}}, "unknown section(s): extras"),
     ({"out": None}, "'out' is required"),
-])
+    ({"train": {"device": "tpu"}}, "train.device: device 'tpu' is not one of: auto, cpu, cuda"),
+] + ([] if torch.cuda.is_available() else
+     [({"train": {"device": "cuda"}}, "train.device: device 'cuda' was asked for but torch sees no CUDA GPU")]))
 def test_config_errors_name_the_key(tmp_path, toy_dataset, section, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         train(write_config(tmp_path, **section), log=lambda *_: None)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU: the GPU path of knobnet train is not run")
+@pytest.mark.parametrize("model", [{"conditioning": "film", "hidden_size": 6},
+                                   {"type": "lstm", "conditioning": "dynamichyper", "hidden_size": 4},
+                                   {"type": "tcn", "channels": 4, "dilations": [1, 2], "kernel_size": 3}])
+def test_training_on_the_gpu_matches_the_cpu(tmp_path, toy_dataset, model):
+    """Same seed, same batches: the GPU run's losses follow the CPU run's (float32 rounding apart)."""
+    runs = {}
+    for device in ("cpu", "cuda"):
+        cfg = write_config(tmp_path, model=model, train={"device": device, "steps": 20}, out=f"run-{device}")
+        runs[device] = train(cfg, log=lambda *_: None)
+    assert [h["valid"] for h in runs["cuda"]["history"]] == pytest.approx([h["valid"] for h in runs["cpu"]["history"]],
+                                                                           rel=1e-3)
+    assert runs["cuda"]["test"][0]["esr"] == pytest.approx(runs["cpu"]["test"][0]["esr"], rel=1e-3)
 
 
 def test_config_that_is_not_yaml(tmp_path):

@@ -287,7 +287,7 @@ class DDSPAmp:
                 return {k: self.p[k.replace(".", "_")] for k in param_shapes()}
 
             def numpy_params(self) -> dict[str, np.ndarray]:
-                return {k: v.detach().double().numpy().copy() for k, v in self.named().items()}
+                return {k: v.detach().cpu().double().numpy().copy() for k, v in self.named().items()}
 
             def forward(self, x, c):
                 """x (B, T) at sample_rate, c (B, num_conds) knobs in [-1, 1] (``cond_to_panel``) -> (B, T).
@@ -299,7 +299,7 @@ class DDSPAmp:
                 sos, g = dsp_params(prm, cond_to_panel(c.to(x.dtype), torch), self.sample_rate)
                 gru = prm["gru"]
                 r = dc_block_pole(self.sample_rate)
-                dc_sos = torch.tensor([[[1.0, -1.0, 0.0, -r, 0.0]]], dtype=x.dtype)
+                dc_sos = torch.tensor([[[1.0, -1.0, 0.0, -r, 0.0]]], dtype=x.dtype, device=x.device)
 
                 def filt(v, i):
                     return biquad.fft_filter(v, sos[:, i:i + 3], n_fft)

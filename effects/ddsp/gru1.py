@@ -90,30 +90,29 @@ def _backward(x, p, h0, y, gy, gx, gp, gh0):
 def _torch_function():
     import torch
 
+    from effects.training.device import device_tensor, host
+
     class GRU1Function(torch.autograd.Function):
-        """y = GRU1(x; p) over (B, T) with hidden state h0 (B,); compiled forward and backward."""
+        """y = GRU1(x; p) over (B, T) with hidden state h0 (B,); compiled forward and backward (on the CPU)."""
 
         @staticmethod
         def forward(ctx, x, p, h0):
-            xn = x.detach().contiguous().numpy()
-            pn = p.detach().numpy().astype(xn.dtype)
-            hn = h0.detach().contiguous().numpy().astype(xn.dtype)
+            xn = host(x)
+            pn, hn = host(p, xn.dtype), host(h0, xn.dtype)
             y = np.empty_like(xn)
             _forward(xn, pn, hn, y)
-            ctx.save_for_backward(x, p, h0)
-            ctx.y = y
-            return torch.from_numpy(y)
+            ctx.host = xn, pn, hn, y
+            ctx.like = x, p, h0
+            return device_tensor(y, x)
 
         @staticmethod
         def backward(ctx, gy):
-            x, p, h0 = ctx.saved_tensors
-            xn = x.detach().contiguous().numpy()
+            xn, pn, hn, y = ctx.host
             gx = np.zeros_like(xn)
             gp = np.zeros(N_PARAMS, xn.dtype)
             gh0 = np.zeros(xn.shape[0], xn.dtype)
-            _backward(xn, p.detach().numpy().astype(xn.dtype), h0.detach().numpy().astype(xn.dtype),
-                      ctx.y, gy.detach().contiguous().numpy().astype(xn.dtype), gx, gp, gh0)
-            return torch.from_numpy(gx), torch.from_numpy(gp).to(p.dtype), torch.from_numpy(gh0).to(h0.dtype)
+            _backward(xn, pn, hn, y, host(gy, xn.dtype), gx, gp, gh0)
+            return tuple(device_tensor(g, like) for g, like in zip((gx, gp, gh0), ctx.like))
 
     return GRU1Function
 
@@ -128,7 +127,7 @@ def gru1(x, p, h0=None):
     if _FUNCTION is None:
         _FUNCTION = _torch_function()
     if h0 is None:
-        h0 = torch.zeros(x.shape[0], dtype=x.dtype)
+        h0 = x.new_zeros(x.shape[0])
     return _FUNCTION.apply(x, p, h0)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from effects.training.device import device_tensor, host
 from effects.training.lstm_op import lstm_cell_backward, lstm_cell_forward
 
 _jit = dict(nogil=True, fastmath=True, cache=True, error_model="numpy")
@@ -102,29 +103,26 @@ class GRURecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xi, w_hh, b_hh, h0):
-        dtype = xi.dtype
-        np_xi = xi.detach().contiguous().numpy()
-        np_w = w_hh.detach().contiguous().numpy()
-        np_b = b_hh.detach().contiguous().numpy()
-        np_h0 = h0.detach().contiguous().numpy()
+        np_xi, np_w, np_b, np_h0 = (host(t) for t in (xi, w_hh, b_hh, h0))
         B, T, H3 = np_xi.shape
         hs = np.empty((B, T, H3 // 3), np_xi.dtype)
         gates = np.empty((B, T, H3), np_xi.dtype)
         gn = np.empty((B, T, H3 // 3), np_xi.dtype)
         _forward(np_xi, np_w, np_b, np_h0, hs, gates, gn)
         ctx.save_for_backward(*(torch.from_numpy(a) for a in (np_w, np_h0, hs, gates, gn)))
-        return torch.from_numpy(hs).to(dtype)
+        ctx.like = xi
+        return device_tensor(hs, xi)
 
     @staticmethod
     def backward(ctx, d_hs):
         w, h0, hs, gates, gn = (t.numpy() for t in ctx.saved_tensors)
-        d = d_hs.detach().contiguous().numpy().astype(hs.dtype, copy=False)
+        d = host(d_hs, hs.dtype)
         d_xi = np.zeros(gates.shape, hs.dtype)
         d_w = np.zeros(w.shape, hs.dtype)
         d_b = np.zeros((w.shape[0], w.shape[2]), hs.dtype)
         d_h0 = np.zeros(h0.shape, hs.dtype)
         _backward(d, w, h0, hs, gates, gn, d_xi, d_w, d_b, d_h0)
-        return tuple(torch.from_numpy(a) for a in (d_xi, d_w, d_b, d_h0))
+        return tuple(device_tensor(a, ctx.like) for a in (d_xi, d_w, d_b, d_h0))
 
 
 def gru_recurrence(xi, w_hh, b_hh, h0=None):
@@ -337,8 +335,7 @@ class DynamicHyperRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, lstm, x, hb, wh, whh, bhh, A, a, U, v):
-        dtype = x.dtype
-        arrs = [t.detach().contiguous().numpy() for t in (x, hb, wh, whh, bhh, A, a, U, v)]
+        arrs = [host(t) for t in (x, hb, wh, whh, bhh, A, a, U, v)]
         np_x = arrs[0]
         B, T = np_x.shape
         H, GH = arrs[7].shape
@@ -356,19 +353,20 @@ class DynamicHyperRecurrence(torch.autograd.Function):
         _dh_forward(lstm, *arrs, hs, cs, hyh, hyc, hgates, hgn, D, uh, gates)
         ctx.lstm = lstm
         ctx.np_saved = (arrs, hs, cs, hyh, hyc, hgates, hgn, D, uh, gates)
-        return torch.from_numpy(hs).to(dtype)
+        ctx.like = hb
+        return device_tensor(hs, hb)
 
     @staticmethod
     def backward(ctx, d_hs):
         arrs, hs, cs, hyh, hyc, hgates, hgn, D, uh, gates = ctx.np_saved
         x, hb, wh, whh, bhh, A, a, U, v = arrs
         B = x.shape[0]
-        d = d_hs.detach().contiguous().numpy().astype(hs.dtype, copy=False)
+        d = host(d_hs, hs.dtype)
         grads = [np.zeros((B,) + w.shape[1:] if w is hb else (B,) + w.shape, hs.dtype)
                  for w in (hb, wh, whh, bhh, A, a, U, v)]
         _dh_backward(ctx.lstm, d, x, wh, whh, A, U, v, hs, cs, hyh, hyc, hgates, hgn, D, uh, gates, *grads)
-        d_hb = torch.from_numpy(grads[0])
-        shared = [torch.from_numpy(g.sum(axis=0)) for g in grads[1:]]
+        d_hb = device_tensor(grads[0], ctx.like)
+        shared = [device_tensor(g.sum(axis=0), ctx.like) for g in grads[1:]]
         return (None, None, d_hb, *shared)
 
 

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from effects.training.device import device_tensor, host
+
 _jit = dict(nogil=True, fastmath=True, cache=True, error_model="numpy")
 
 
@@ -115,27 +117,27 @@ class LSTMRecurrence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xi, w_hh, b_hh, h0, c0):
-        dtype = xi.dtype
-        np_xi, np_w, np_b, np_h0, np_c0 = (t.detach().contiguous().numpy() for t in (xi, w_hh, b_hh, h0, c0))
+        np_xi, np_w, np_b, np_h0, np_c0 = (host(t) for t in (xi, w_hh, b_hh, h0, c0))
         B, T, H4 = np_xi.shape
         hs = np.empty((B, T, H4 // 4), np_xi.dtype)
         cs = np.empty_like(hs)
         gates = np.empty((B, T, H4), np_xi.dtype)
         _forward(np_xi, np_w, np_b, np_h0, np_c0, hs, cs, gates)
         ctx.save_for_backward(*(torch.from_numpy(a) for a in (np_w, np_h0, np_c0, hs, cs, gates)))
-        return torch.from_numpy(hs).to(dtype)
+        ctx.like = xi
+        return device_tensor(hs, xi)
 
     @staticmethod
     def backward(ctx, d_hs):
         w, h0, c0, hs, cs, gates = (t.numpy() for t in ctx.saved_tensors)
-        d = d_hs.detach().contiguous().numpy().astype(hs.dtype, copy=False)
+        d = host(d_hs, hs.dtype)
         d_xi = np.zeros(gates.shape, hs.dtype)
         d_w = np.zeros(w.shape, hs.dtype)
         d_b = np.zeros((w.shape[0], w.shape[2]), hs.dtype)
         d_h0 = np.zeros(h0.shape, hs.dtype)
         d_c0 = np.zeros(c0.shape, hs.dtype)
         _backward(d, w, h0, c0, hs, cs, gates, d_xi, d_w, d_b, d_h0, d_c0)
-        return tuple(torch.from_numpy(a) for a in (d_xi, d_w, d_b, d_h0, d_c0))
+        return tuple(device_tensor(a, ctx.like) for a in (d_xi, d_w, d_b, d_h0, d_c0))
 
 
 def lstm_recurrence(xi, w_hh, b_hh, h0=None, c0=None):

@@ -9,7 +9,8 @@ Runs on the CLI's thread (torch uses ``train.threads`` threads). A config is a s
     train: {batch_size: 32, lr: 0.001, steps: 3000, validate_every: 250}
     out: out/od3-concat
 
-Paths are relative to the config file. Segments start from zero state; the first ``warmup``
+Paths are relative to the config file. ``train.device`` is ``auto`` (a CUDA GPU when torch sees one,
+else the CPU), ``cpu`` or ``cuda`` (see ``effects.training.device``: the recurrences stay on the CPU). Segments start from zero state; the first ``warmup``
 samples of each are left out of the loss while the state settles. Adam; the learning rate halves
 after ``lr_patience`` validations without improvement; training stops after ``early_stop`` such
 validations or at ``steps``. ``out/checkpoint.pt`` is written at every validation and a run given
@@ -29,6 +30,7 @@ import yaml
 
 from effects.ddsp.amp import DDSP_DEFAULTS, build_ddsp
 from effects.progress import Progress
+from effects.training.device import resolve_device
 from effects.training.data import load_dataset
 from effects.training.losses import TrainingLoss, metrics
 from effects.training.rnn import RNN_DEFAULTS, count_params, rnn_builder
@@ -45,7 +47,7 @@ DEFAULTS = {
     "model": {"type": "gru"},  # the other keys: MODEL_TYPES[type].defaults
     "loss": {"esr": 1.0, "mae": 0.0, "mrstft": 0.0, "pre_emphasis": True},
     "train": {"batch_size": 32, "lr": 1e-3, "steps": 3000, "validate_every": 250, "lr_patience": 2,
-              "early_stop": 4, "grad_clip": 3.0, "seed": 0, "threads": 2, "init_from": None},
+              "early_stop": 4, "grad_clip": 3.0, "seed": 0, "threads": 2, "init_from": None, "device": "auto"},
     "out": None,
     "pedal": None,
 }
@@ -121,6 +123,11 @@ def load_config(path) -> dict:
     return cfg
 
 
+def _without_device(cfg: dict) -> dict:
+    """The config as far as it decides the result: a run may resume on another device."""
+    return {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "device"}}
+
+
 def build_model(cfg: dict, num_conds: int) -> torch.nn.Module:
     m = cfg["model"]
     try:
@@ -139,7 +146,7 @@ class SegmentSampler:
         self.length = length
         self.rng = np.random.default_rng(seed)
 
-    def batch(self, size: int):
+    def batch(self, size: int, device: torch.device | str = "cpu"):
         x = np.empty((size, self.length), np.float32)
         y = np.empty_like(x)
         c = np.empty((size, len(self.pairs[0].cond)), np.float32)
@@ -147,7 +154,7 @@ class SegmentSampler:
             p = self.pairs[self.rng.integers(len(self.pairs))]
             o = self.rng.integers(0, len(p.x) - self.length + 1)
             x[b], y[b], c[b] = p.x[o:o + self.length], p.y[o:o + self.length], p.cond
-        return torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(c)
+        return tuple(torch.from_numpy(a).to(device) for a in (x, y, c))
 
 
 def init_weights(model, path) -> None:
@@ -155,7 +162,7 @@ def init_weights(model, path) -> None:
     path = pathlib.Path(path)
     if not path.is_file():
         raise ConfigError(f"train.init_from: no checkpoint at {path}")
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = torch.load(path, weights_only=False, map_location="cpu")
     weights = ckpt["state"].get("best_model") or ckpt["model"]
     try:
         model.load_state_dict(weights)
@@ -196,6 +203,10 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     tc, dc = cfg["train"], cfg["data"]
     torch.set_num_threads(int(tc["threads"]))
     torch.manual_seed(int(tc["seed"]))
+    try:
+        device = resolve_device(tc["device"])
+    except ValueError as exc:
+        raise ConfigError(f"train.device: {exc}") from None
     ds = load_dataset(dc["folder"], max_latency_ms=dc["max_latency_ms"])
     for w in ds.warnings:
         log(f"knobnet: warning: {w}")
@@ -206,7 +217,8 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     if dc["warmup"] < field - 1:
         raise ConfigError(f"data.warmup ({dc['warmup']}) is shorter than the model's receptive field ({field} "
                           f"samples): the loss would see outputs computed from zero padding; set it to {field - 1}")
-    loss_fn = TrainingLoss(**cfg["loss"])
+    model.to(device)
+    loss_fn = TrainingLoss(**cfg["loss"]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tc["lr_patience"])
     warmup = dc["warmup"]
@@ -218,24 +230,28 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
         init_weights(model, tc["init_from"])
         log(f"starting from the best weights of {tc['init_from']}")
     if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, weights_only=False)
-        if ckpt["config"] != cfg:
+        ckpt = torch.load(ckpt_path, weights_only=False, map_location="cpu")
+        if _without_device(ckpt["config"]) != _without_device(cfg):
             raise ConfigError(f"{ckpt_path} was made with another config; remove it or train without --resume")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         sched.load_state_dict(ckpt["sched"])
         sampler.rng.bit_generator.state = ckpt["rng"]
         torch.set_rng_state(ckpt["torch_rng"])
+        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
         state = ckpt["state"]
         log(f"resumed {cfg['name']} at step {state['step']}")
+    log(f"training on {device}" + (f" ({torch.cuda.get_device_name(device)}; recurrences on the CPU)"
+                                   if device.type == "cuda" else f", {tc['threads']} thread(s)"))
 
     def validate() -> float:
         model.eval()
         with torch.no_grad():
             losses = []
             for p in valid:
-                pred = model(torch.from_numpy(p.x)[None], torch.from_numpy(p.cond)[None])
-                losses.append(float(loss_fn(pred[:, warmup:], torch.from_numpy(p.y)[None, warmup:])))
+                x, y, c = (torch.from_numpy(a)[None].to(device) for a in (p.x, p.y, p.cond))
+                losses.append(float(loss_fn(model(x, c)[:, warmup:], y[:, warmup:])))
         model.train()
         return float(np.mean(losses))
 
@@ -247,10 +263,11 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
         state["seconds"] = time.perf_counter() - started
         torch.save({"config": cfg, "model": model.state_dict(), "opt": opt.state_dict(),
                     "sched": sched.state_dict(), "rng": sampler.rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(), "state": state}, ckpt_path)
+                    "torch_rng": torch.get_rng_state(), "state": state,
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}, ckpt_path)
     with Progress(tc["steps"], f"training {cfg['name']}", "steps") as bar:
         while state["step"] < tc["steps"] and state["bad"] < tc["early_stop"] and not finish_now:
-            x, y, c = sampler.batch(tc["batch_size"])
+            x, y, c = sampler.batch(tc["batch_size"], device)
             loss = loss_fn(model(x, c)[:, warmup:], y[:, warmup:])
             opt.zero_grad()
             loss.backward()
@@ -277,6 +294,7 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
                 return None
     if state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
+    model.cpu()
     return finish(cfg, model, ds, state, out)
 
 
