@@ -10,7 +10,7 @@ import torch
 from effects.recurrent import GRUWeights, load_conditioned_gru
 from effects.training.data import DatasetError, estimate_latency, load_dataset, write_dataset
 from effects.training.gru_op import gru_recurrence
-from effects.training.losses import esr, mae, metrics, mrstft, pre_emphasis_fir
+from effects.training.losses import esr, mae, metrics, mrstft, pre_emphasis_fir, pre_emphasize
 from effects.training.rnn import ConditionedGRU
 from effects.training.train import ConfigError, load_config, train
 
@@ -57,6 +57,12 @@ def test_losses_against_values_worked_out_by_hand():
     # h0 = 1, h1 = -0.005, h2 = -0.005 * 0.995; the taps sum to about 0.995^1999 = 4.4e-5 (DC blocked).
     assert float(h[0]) == 1.0 and float(h[1]) == pytest.approx(-0.005) and float(h[2]) == pytest.approx(-0.004975)
     assert abs(float(h.sum())) < 1e-3
+    # pre_emphasize filters by FFT: the same as the direct causal convolution with h, no wrap-around.
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3000)))
+    h64 = pre_emphasis_fir(dtype=torch.float64).numpy()
+    direct = np.stack([np.convolve(row, h64)[:3000] for row in x.numpy()])
+    np.testing.assert_allclose(pre_emphasize(x).numpy(), direct, atol=1e-9)
+    np.testing.assert_allclose(pre_emphasize(x[0]).numpy(), direct[0], atol=1e-9)
     assert float(mrstft(y.repeat(1, 64), y.repeat(1, 64))) == 0.0
     m = metrics(np.zeros(1000), np.ones(1000))
     assert m["esr"] == pytest.approx(1 / (1 + 1e-5)) and m["mae"] == pytest.approx(1.0)
