@@ -122,6 +122,18 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, toy_dat
     assert resumed["test"] == whole["test"]
 
 
+def test_resume_refuses_another_recipe_but_takes_a_checkpoint_from_before_a_new_key(tmp_path, toy_dataset):
+    assert train(write_config(tmp_path), log=lambda *_: None, steps_this_run=10) is None
+    ckpt_path = tmp_path / "run" / "checkpoint.pt"
+    with pytest.raises(ConfigError, match="made with another config"):
+        train(write_config(tmp_path, train={"lr": 0.02}), resume=True, log=lambda *_: None)
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    for key in ("init_from", "device"):  # keys added to knobnet later, at their defaults
+        del ckpt["config"]["train"][key]
+    torch.save(ckpt, ckpt_path)
+    assert train(write_config(tmp_path), resume=True, log=lambda *_: None)["steps"] == 60
+
+
 @pytest.mark.parametrize("section, message", [
     ({"model": {"conditioning": "telepathy"}}, "unknown conditioning 'telepathy'"),
     ({"train": {"batch_size": "many"}}, "'train.batch_size' must be int"),

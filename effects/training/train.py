@@ -123,9 +123,23 @@ def load_config(path) -> dict:
     return cfg
 
 
-def _without_device(cfg: dict) -> dict:
-    """The config as far as it decides the result: a run may resume on another device."""
-    return {**cfg, "train": {k: v for k, v in cfg["train"].items() if k != "device"}}
+def _same_run(old: dict, new: dict) -> bool:
+    """Whether a checkpoint's config (``old``) makes the same run as ``new``.
+
+    The device may differ (a run may resume on another one), and a key added to knobnet after the
+    checkpoint was written counts as its default value.
+    """
+    for section, value in new.items():
+        if not isinstance(value, dict):
+            if old.get(section) != value:
+                return False
+            continue
+        defaults = DEFAULTS[section] if section != "model" else {"type": "gru", **MODEL_TYPES[value["type"]].defaults}
+        before = old.get(section) or {}
+        for k, v in value.items():
+            if k != "device" and before.get(k, defaults.get(k)) != v:
+                return False
+    return True
 
 
 def build_model(cfg: dict, num_conds: int) -> torch.nn.Module:
@@ -231,7 +245,7 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
         log(f"starting from the best weights of {tc['init_from']}")
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, weights_only=False, map_location="cpu")
-        if _without_device(ckpt["config"]) != _without_device(cfg):
+        if not _same_run(ckpt["config"], cfg):
             raise ConfigError(f"{ckpt_path} was made with another config; remove it or train without --resume")
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
