@@ -147,6 +147,24 @@ def test_held_out_clips_stay_as_accurate_as_the_model_card_says():
             assert m["esr_pre_emphasis"] == pytest.approx(card[clip["name"]]["esr_pre"], rel=1e-3), clip["name"]
 
 
+@requires_shared
+def test_comparison_table_scores_the_shipped_amp_and_names_untrained_runs(tmp_path):
+    """``python -m effects.training.compare --jvm``: the shipped row equals the model card's figures;
+    a run without a report is a row that says how to train it."""
+    from effects.training.compare import jvm_compare, jvm_markdown
+    config = tmp_path / "jvm-gru8.yaml"
+    config.write_text("data: {folder: data}\nmodel: {type: gru, hidden_size: 8}\nout: never-trained\n")
+    result = jvm_compare(runs=(("Concat-GRU-8", config),))
+    card = json.loads(DEFAULT_WEIGHTS.with_suffix(".metrics.json").read_text())["clips"]
+    shipped, untrained = result["rows"]
+    assert set(shipped["clips"]) == set(result["splits"]) and len(result["splits"]) == 4
+    for name, m in shipped["clips"].items():
+        assert m["esr_pre_emphasis"] == pytest.approx(card[name]["esr_pre"], rel=1e-3), name
+    assert sorted(result["splits"].values()) == ["seen setting"] * 2 + ["unseen setting"] * 2
+    text = jvm_markdown(result)
+    assert f"| Concat-GRU-8 | not trained (`knobnet train {config}`) |" in text and "B3_M7_T1_G5_file_7 (unseen" in text
+
+
 @pytest.mark.parametrize("knobs", [[5, 1, 3, 7, 5], [10, 10, 0, 10, 8], [0, 0, 10, 0, 2]])
 def test_the_shipped_weights_give_the_same_output_in_both_twins(knobs):
     """The torch model the weights were trained in and the pedal that plays them agree to 1e-4."""

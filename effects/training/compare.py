@@ -5,6 +5,10 @@ trained with ``knobnet train``), plays the student and the real-OD-3 teacher as 
 that no student trained on, at knob settings the students saw in training and at settings they
 never saw, and tabulates params, ops/sample, real-time factor and ESR against the teacher.
 Writes docs/conditioning.md.
+
+``python -m effects.training.compare --jvm``: the DDSP paper's Table 1 on knobnet's real JVM data
+(DDSP amp vs Concat-GRU-8 vs Concat-GRU-48, the runs of resources/training/jvm-*.yaml), every
+model streamed over the held-out clips and timed in one sitting. Writes docs/jvm-comparison.md.
 """
 from __future__ import annotations
 
@@ -90,12 +94,120 @@ def markdown(rows) -> str:
     return "\n".join(lines)
 
 
+JVM_RUNS = (("DDSP amp", "jvm-ddsp.yaml"), ("Concat-GRU-8", "jvm-gru8.yaml"), ("Concat-GRU-48", "jvm-gru48.yaml"))
+
+
+def _shown(path: pathlib.Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def _twin(model_path, num_conds: int):
+    """The streaming twin of a trained JVM model file (DDSP amp or conditioned RNN)."""
+    from effects.ddsp import stream
+    from effects.modelfile import ModelFileError
+    from effects.recurrent import load_conditioned_gru
+    try:
+        params, rate, _ = stream.load(model_path)
+        return stream.AmpTwin(params, rate, num_conds)
+    except ModelFileError:
+        return load_conditioned_gru(model_path, num_conds)[0]
+
+
+def jvm_compare(runs=JVM_RUNS) -> dict:
+    """Rows (per model: params, ops/sample, RTF at 128, per-clip metrics, training steps and time) and
+    the held-out clips' names and splits. The shipped DDSP weights were trained on the clips as
+    recorded and are scored on them; the runs train and score on the latency-aligned dataset."""
+    from effects.ddsp import amp, dataset, stream
+    from effects.modelfile import ModelFileError
+    from effects.training.data import Pair
+    from effects.training.losses import metrics
+    from effects.training.train import load_config, stream_pair, streaming_rtf
+
+    def score(twin, clips):
+        return {c.name: metrics(stream_pair(twin, c), c.y) for c in clips}
+
+    def pairs(latency):
+        return [Pair(name=c["name"], x=c["x"], y=c["y"], knobs=c["knobs"],
+                     cond=np.array([v / 5.0 - 1.0 for v in c["knobs"].values()], np.float32), split="test")
+                for c in dataset.load_clips(latency_samples=latency) if c["split"] == "test"]
+    aligned = pairs(dataset.LATENCY_SAMPLES)
+    rows = []
+    shipped = ROOT / "resources" / "jvm" / "jvm_ddsp.npz"
+    params, rate, _ = stream.load(shipped)
+    twin = stream.AmpTwin(params, rate, len(dataset.KNOBS))
+    rows.append({"model": "DDSP amp, shipped weights (clips as recorded)", "params": amp.count_params(),
+                 "ops_per_sample": twin.ops_per_sample, "rtf_128": streaming_rtf(twin, rate),
+                 "clips": score(twin, pairs(0)), "training": "see resources/jvm/MODEL_CARD.md"})
+    for label, config in runs:
+        config = ROOT / "resources" / "training" / config  # (an absolute path stays itself)
+        cfg = load_config(config)
+        report_path = pathlib.Path(cfg["out"]) / "report.json"
+        if not report_path.is_file():
+            rows.append({"model": label, "missing": f"knobnet train {_shown(config)}"})
+            continue
+        report = json.loads(report_path.read_text())
+        try:
+            twin = _twin(pathlib.Path(cfg["out"]) / "model.npz", len(dataset.KNOBS))
+        except ModelFileError as exc:
+            rows.append({"model": label, "missing": f"{exc}; rerun knobnet train {_shown(config)}"})
+            continue
+        history = report["history"]
+        best = min(range(len(history)), key=lambda i: history[i]["valid"]) if history else -1
+        stopped = ("early stop" if report["steps"] < cfg["train"]["steps"] and best < len(history) - 1
+                   else f"{report['steps']:,} of {cfg['train']['steps']:,} steps")
+        rows.append({"model": label, "params": report["params"], "ops_per_sample": twin.ops_per_sample,
+                     "rtf_128": streaming_rtf(twin, report["sample_rate"]), "clips": score(twin, aligned),
+                     "training": f"{report['steps']:,} steps, {report['train_seconds'] / 60:.0f} min ({stopped}); "
+                                 f"best valid {report['best_valid_loss']:.3f} at step {history[best]['step'] if history else 0:,}"})
+    splits = {c.name: "unseen setting" if c.name.rsplit("_G5", 1)[0] in dataset.UNSEEN_SETTINGS else "seen setting"
+              for c in aligned}
+    return {"rows": rows, "splits": splits}
+
+
+def jvm_markdown(result) -> str:
+    rows, splits = result["rows"], result["splits"]
+    lines = ["# JVM 410H: DDSP amp vs Concat-GRU-8 vs Concat-GRU-48 on the same real data", "",
+             "The DDSP paper's Table 1 structure, on knobnet's JVM data: 15 real 5 s clips at gain 5 and five tone "
+             "settings, of which 11 train and 4 are held out (`effects/ddsp/dataset.py`): two clips of unseen tone "
+             "settings (B3_M7_T1, B0_M0_T10) and one unseen clip of each of two trained settings. Figures are the "
+             "streaming models (the kernels that play) over the whole held-out clips; \"seen\"/\"unseen\" are the "
+             "means over the two clips of each kind. ESR pre: with the pre-emphasis filter of the training loss. "
+             "RTF: one thread, 128-sample blocks, every model timed in this one sitting (compare ratios).", "",
+             "Reproduce (after `python -m effects.ddsp.dataset out/datasets/jvm` and `knobnet train` of "
+             "resources/training/jvm-ddsp.yaml, jvm-gru8.yaml and jvm-gru48.yaml): "
+             "`python -m effects.training.compare --jvm`.", "",
+             "| model | params | ops/sample | RTF @128 | ESR seen | ESR unseen | ESR pre seen | ESR pre unseen "
+             "| MAE seen | MAE unseen | training |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def mean(r, key, split):
+        return np.mean([m[key] for name, m in r["clips"].items() if splits[name] == split])
+    for r in rows:
+        if "missing" in r:
+            lines.append(f"| {r['model']} | not trained (`{r['missing']}`) |" + " |" * 9)
+            continue
+        figures = " | ".join(f"{mean(r, k, s):.{4 if k == 'mae' else 3}f}" for k in ("esr", "esr_pre_emphasis", "mae")
+                             for s in ("seen setting", "unseen setting"))
+        lines.append(f"| {r['model']} | {r['params']:,} | {r['ops_per_sample']:,} | {r['rtf_128']:.0f}x | {figures} "
+                     f"| {r['training']} |")
+    trained = [r for r in rows if "missing" not in r]
+    lines += ["", "Per clip (ESR / ESR pre / MAE):", "",
+              "| clip | " + " | ".join(r["model"] for r in trained) + " |", "|---" * (len(trained) + 1) + "|"]
+    for name, split in splits.items():
+        cells = " | ".join("{esr:.3f} / {esr_pre_emphasis:.3f} / {mae:.3f}".format(**r["clips"][name]) for r in trained)
+        lines.append(f"| {name} ({split}) | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(ROOT / "docs" / "conditioning.md"))
+    parser.add_argument("--jvm", action="store_true", help="the JVM table (docs/jvm-comparison.md) instead")
+    parser.add_argument("--out", default=None, help="where to write the table (default: docs/...)")
     args = parser.parse_args(argv)
-    rows = compare()
-    text = markdown(rows)
+    if args.jvm:
+        text, default = jvm_markdown(jvm_compare()), "jvm-comparison.md"
+    else:
+        text, default = markdown(compare()), "conditioning.md"
+    args.out = args.out or str(ROOT / "docs" / default)
     pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.out).write_text(text)
     print(text)
