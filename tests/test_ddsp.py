@@ -96,6 +96,18 @@ def test_training_and_streaming_twins_agree(knobs):
     np.testing.assert_allclose(y_stream, y_train, atol=1e-4)
 
 
+def test_a_knob_move_recomputes_only_what_the_knobs_move_and_gets_the_full_design():
+    """The stream redesigns the tone stack and the two knob gains; everything else must not depend
+    on the knobs, so the result equals the whole design (amp.dsp_params) at every setting."""
+    params = amp.init_params(5)
+    s = stream.AmpStream(params, 44100.0)
+    for knobs in np.random.default_rng(0).uniform(0, 10, (20, 5)):
+        s.configure(knobs)
+        sos, gains = amp.dsp_params(s.params, knobs, 44100.0)
+        np.testing.assert_array_equal(s.sos, sos)
+        np.testing.assert_allclose(s.gains, gains.astype(np.float32), rtol=1e-6)
+
+
 def test_counts_match_the_spec():
     """4 MLPs of 1,248 + 33m params (m = 80 + 9 + 51 + 11 = 151) + 7 GRU1 x 12 + 6 tone gains = 10,065.
     Ops: 45 biquads x 9 + 7 GRU1 x 109 + 30 (phase splitter) + 16 gains + 2 + 3 (DC blocker) = 1,219."""

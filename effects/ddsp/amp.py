@@ -50,7 +50,7 @@ CONTROLLERS = {
 # Indices into the (45, 5) biquad array, the (16,) gain array and the (7, 12) GRU1 array.
 N_BIQUADS, N_GAINS, N_GRUS = 45, 16, 7
 SOS_TS, SOS_NFB, SOS_WH_PLUS, SOS_WH_MINUS, SOS_OT = 24, 27, 30, 36, 42
-G_M, G_G, G_WH_PLUS, G_WH_MINUS, G_OT, G_OUT = 8, 9, 10, 12, 14, 15
+G_DRIVE, G_M, G_G, G_WH_PLUS, G_WH_MINUS, G_OT, G_OUT = 2, 8, 9, 10, 12, 14, 15  # G_DRIVE: WH2's pre-gain
 GRU_WH_PLUS, GRU_WH_MINUS, GRU_OT = 4, 5, 6
 
 F_RANGE_HZ = ((20.0, 1000.0), (80.0, 10000.0), (1000.0, 20000.0))  # LS, PK, HS
@@ -165,20 +165,16 @@ def dsp_design(params: dict, knobs_panel, sample_rate: float):
     """
     xp = _xp(knobs_panel)
     c = normalise(knobs_panel, xp)
-    u_pre, u_ts, u_pa, u_ot = (controller(params, n, c, xp) for n in CONTROLLERS)
+    u_pre, u_pa, u_ot = (controller(params, n, c, xp) for n in ("pre", "pa", "ot"))
     design, gains = [], []
     for w in range(N_WH_PRE):
         u = u_pre[..., 20 * w:20 * w + 20]
         design += [group_design(u[..., 0:9], sample_rate), group_design(u[..., 11:20], sample_rate)]
         gains += [gain_of(u[..., 9]), gain_of(u[..., 10])]
-    # Tone stack: monotone gains from each filter's own knob (module doc).
-    knob_c = xp.stack([c[..., 1], c[..., 2], c[..., 3]], -1)
-    slope = xp.log1p(xp.exp(params["ts.gain_slope"]))  # softplus
-    design.append(group_design(u_ts, sample_rate, -24.0 + 48.0 * _sigmoid(params["ts.gain_offset"] + slope * knob_c, xp)))
+    design.append(tone_stack_design(params, c, sample_rate))
     # Power amp: M, F_nfb, G, then WH+ and WH-.
-    master = knobs_panel[..., 4] / 5.0
     design.append(group_design(u_pa[..., 1:10], sample_rate))
-    gains += [gain_of(u_pa[..., 0]) * master * master, gain_of(u_pa[..., 10])]
+    gains += [gain_of(u_pa[..., 0]), gain_of(u_pa[..., 10])]
     for base in (11, 31):
         u = u_pa[..., base:base + 20]
         design += [group_design(u[..., 0:9], sample_rate), group_design(u[..., 11:20], sample_rate)]
@@ -186,10 +182,33 @@ def dsp_design(params: dict, knobs_panel, sample_rate: float):
     # Output transformer.
     design.append(group_design(u_ot[..., 1:10], sample_rate))
     gains += [gain_of(u_ot[..., 0]), gain_of(u_ot[..., 10])]
-    # Gain knob: WH2's pre-gain (index 2), GAIN_DB_PER_STEP dB per step from the recorded 5.
-    drive = 10.0 ** (GAIN_DB_PER_STEP * (knobs_panel[..., 0] - RECORDED["gain"]) / 20.0)
-    gains[2] = gains[2] * drive
+    drive, master = knob_gains(knobs_panel)
+    gains[G_DRIVE] = gains[G_DRIVE] * drive
+    gains[G_M] = gains[G_M] * master
     return xp.concatenate(design, -2) if xp is np else xp.cat(design, -2), xp.stack(gains, -1)
+
+
+def tone_stack_design(params: dict, c, sample_rate: float):
+    """The tone stack's (LS, PK, HS) designs (..., 3, 3) for normalised knobs c (..., 5).
+
+    Its gains are monotone in their own knob by construction (module doc); the tone-stack
+    controller sets the frequencies and Qs from bass, middle and treble. With ``knob_gains`` this is
+    all of the amp that the knobs move (the other controllers see only held knobs): the streaming
+    twin recomputes just these at a knob move.
+    """
+    xp = _xp(c)
+    knob_c = xp.stack([c[..., 1], c[..., 2], c[..., 3]], -1)
+    slope = xp.log1p(xp.exp(params["ts.gain_slope"]))  # softplus
+    return group_design(controller(params, "ts", c, xp), sample_rate,
+                        -24.0 + 48.0 * _sigmoid(params["ts.gain_offset"] + slope * knob_c, xp))
+
+
+def knob_gains(knobs_panel):
+    """Linear factors of the gain knob (on WH2's pre-gain, ``GAIN_DB_PER_STEP`` dB per step from the
+    recorded 5) and of master (on the power amp's input M: (master / 5)^2, audio taper)."""
+    drive = 10.0 ** (GAIN_DB_PER_STEP * (knobs_panel[..., 0] - RECORDED["gain"]) / 20.0)
+    master = knobs_panel[..., 4] / 5.0
+    return drive, master * master
 
 
 def param_shapes() -> dict[str, tuple[int, ...]]:

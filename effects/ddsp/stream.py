@@ -6,7 +6,8 @@ skewed by one sample each (see its docstring), with carried state, so any block 
 same output.
 
 Threads: ``AmpStream.run``/``reset`` on the audio thread (no allocation); ``configure`` at control
-ticks on the audio thread while a knob moves (NumPy, small temporaries); ``load``/``save`` on the
+ticks on the audio thread while a knob moves (the tone stack's three biquads and two gains, in NumPy
+with small temporaries); ``load``/``save`` on the
 GUI/CLI or training thread.
 """
 from __future__ import annotations
@@ -110,13 +111,23 @@ class AmpStream:
         self.dc = np.zeros(2, np.float64)
         self.dc_pole = amp.dc_block_pole(self.sample_rate)
         self.buf = np.zeros((7, CHUNK), np.float32)
-        self.configure(np.array([5.0, 5.0, 5.0, 5.0, 5.0]))
+        # Everything but the tone stack and the two knob gains is fixed (amp.tone_stack_design): the
+        # whole design once, at the recorded gain and master, where the knob gains are 1.
+        neutral = np.array([amp.RECORDED["gain"], 5.0, 5.0, 5.0, amp.RECORDED["master"]])
+        sos, self.held_gains = amp.dsp_params(self.params, neutral, self.sample_rate)
+        self.sos[:] = sos
+        self.configure(neutral)
 
     def configure(self, knobs_panel: np.ndarray) -> None:
-        """Set coefficients for panel knobs (5,) gain, bass, middle, treble, master."""
-        sos, gains = amp.dsp_params(self.params, np.asarray(knobs_panel, np.float64), self.sample_rate)
-        self.sos[:] = sos
-        self.gains[:] = gains
+        """Set coefficients for panel knobs (5,) gain, bass, middle, treble, master: the tone stack's
+        three biquads and the gain and master factors, as ``amp.dsp_params`` computes them."""
+        knobs_panel = np.asarray(knobs_panel, np.float64)
+        design = amp.tone_stack_design(self.params, amp.normalise(knobs_panel), self.sample_rate)
+        self.sos[amp.SOS_TS:amp.SOS_TS + 3] = amp.design_sos(design, self.sample_rate)
+        drive, master = amp.knob_gains(knobs_panel)
+        self.gains[:] = self.held_gains
+        self.gains[amp.G_DRIVE] *= drive
+        self.gains[amp.G_M] *= master
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
         amp_run(x, self.sos, self.z, self.gains, self.gru, self.h, self.dc, self.dc_pole, self.buf, out)
