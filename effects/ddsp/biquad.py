@@ -74,8 +74,12 @@ def response(sos, w_rad):
     z1 = xp.exp(-1j * w_rad)  # e^{-jw}
     z2 = z1 * z1
     b0, b1, b2, a1, a2 = (sos[..., i, None] for i in range(5))
-    h = (b0 + b1 * z1 + b2 * z2) / (1.0 + a1 * z1 + a2 * z2)  # (..., n, K)
-    return xp.prod(h, -2)
+    num, den = b0 + b1 * z1 + b2 * z2, 1.0 + a1 * z1 + a2 * z2  # (..., n, K)
+    # One division for the cascade (a fifth of a training step was complex division and prod's backward).
+    h_num, h_den = num[..., 0, :], den[..., 0, :]
+    for i in range(1, sos.shape[-2]):
+        h_num, h_den = h_num * num[..., i, :], h_den * den[..., i, :]
+    return h_num / h_den
 
 
 def fft_filter(x, sos, n_fft: int):
