@@ -163,6 +163,15 @@ def test_training_on_the_gpu_matches_the_cpu(tmp_path, toy_dataset, model):
     assert runs["cuda"]["test"][0]["esr"] == pytest.approx(runs["cpu"]["test"][0]["esr"], rel=1e-3)
 
 
+def test_without_a_validation_split_every_knob_setting_is_validated():
+    from effects.training.data import Pair
+    from effects.training.train import validation_from_training
+    pairs = [Pair(f"{k}{i}", np.zeros(4), np.zeros(4), {}, np.array([float(k)]), "train")
+             for k, n in ((0, 5), (1, 1), (2, 5)) for i in range(n)]
+    assert [p.name for p in validation_from_training(pairs)] == ["00", "10", "20", "01"]
+    assert [p.name for p in validation_from_training(pairs[:2])] == ["00", "01"]
+
+
 def test_config_that_is_not_yaml(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("data: [unclosed")

@@ -171,6 +171,21 @@ class SegmentSampler:
         return tuple(torch.from_numpy(a).to(device) for a in (x, y, c))
 
 
+def validation_from_training(pairs, count: int = 4) -> list:
+    """Stand-in validation pairs for a dataset without a validation split: ``count`` training pairs
+    taken in turn from each knob setting, so that choosing the best weights looks at every setting
+    (the first pairs of a folder are often all one setting)."""
+    by_setting: dict[tuple, list] = {}
+    for p in pairs:
+        by_setting.setdefault(tuple(p.cond.tolist()), []).append(p)
+    chosen, queues = [], list(by_setting.values())
+    while len(chosen) < min(count, len(pairs)):
+        for q in queues:
+            if q and len(chosen) < count:
+                chosen.append(q.pop(0))
+    return chosen
+
+
 def init_weights(model, path) -> None:
     """Start from another run's best weights (its checkpoint.pt): fine-tuning with a new recipe."""
     path = pathlib.Path(path)
@@ -237,7 +252,7 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tc["lr_patience"])
     warmup = dc["warmup"]
     sampler = SegmentSampler(ds.split("train"), dc["segment"] + warmup, tc["seed"])
-    valid = ds.split("valid") or ds.split("train")[:4]
+    valid = ds.split("valid") or validation_from_training(ds.split("train"))
     state = {"step": 0, "history": [], "best_valid": float("inf"), "bad": 0, "best_model": None}
     ckpt_path = out / "checkpoint.pt"
     if tc["init_from"] is not None and not (resume and ckpt_path.is_file()):
