@@ -24,6 +24,7 @@ import json
 import pathlib
 import time
 
+import numba
 import numpy as np
 import torch
 import yaml
@@ -231,6 +232,7 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     cfg = load_config(config_path)
     tc, dc = cfg["train"], cfg["data"]
     torch.set_num_threads(int(tc["threads"]))
+    numba.set_num_threads(max(1, min(int(tc["threads"]), numba.config.NUMBA_NUM_THREADS)))  # the recurrences' prange
     torch.manual_seed(int(tc["seed"]))
     try:
         device = resolve_device(tc["device"])
