@@ -153,8 +153,8 @@ def jvm_compare(runs=JVM_RUNS) -> dict:
             continue
         history = report["history"]
         best = min(range(len(history)), key=lambda i: history[i]["valid"]) if history else -1
-        stopped = ("early stop" if report["steps"] < cfg["train"]["steps"] and best < len(history) - 1
-                   else f"{report['steps']:,} of {cfg['train']['steps']:,} steps")
+        stopped = ("still improving at the end" if best == len(history) - 1 else "best before the end") + (
+            "" if report["steps"] >= cfg["train"]["steps"] else f", stopped at {report['steps']:,} of {cfg['train']['steps']:,}")
         rows.append({"model": label, "params": report["params"], "ops_per_sample": twin.ops_per_sample,
                      "rtf_128": streaming_rtf(twin, report["sample_rate"]), "clips": score(twin, aligned),
                      "training": f"{report['steps']:,} steps, {report['train_seconds'] / 60:.0f} min ({stopped}); "
@@ -175,7 +175,8 @@ def jvm_markdown(result) -> str:
              "RTF: one thread, 128-sample blocks, every model timed in this one sitting (compare ratios).", "",
              "Reproduce (after `python -m effects.ddsp.dataset out/datasets/jvm` and `knobnet train` of "
              "resources/training/jvm-ddsp.yaml, jvm-gru8.yaml and jvm-gru48.yaml): "
-             "`python -m effects.training.compare --jvm`.", "",
+             "`python -m effects.training.compare --jvm`. What the figures say about the DDSP amp: "
+             "resources/jvm/MODEL_CARD.md.", "",
              "| model | params | ops/sample | RTF @128 | ESR seen | ESR unseen | ESR pre seen | ESR pre unseen "
              "| MAE seen | MAE unseen | training |", "|---|---|---|---|---|---|---|---|---|---|---|"]
 
