@@ -102,8 +102,8 @@ def _torch_function():
             y = np.empty_like(xn)
             _forward(xn, pn, hn, y)
             ctx.host = xn, pn, hn, y
-            ctx.like = x, p, h0
-            return device_tensor(y, x)
+            ctx.to = [(t.device, t.dtype) for t in (x, p, h0)]
+            return device_tensor(y, *ctx.to[0])
 
         @staticmethod
         def backward(ctx, gy):
@@ -112,7 +112,7 @@ def _torch_function():
             gp = np.zeros(N_PARAMS, xn.dtype)
             gh0 = np.zeros(xn.shape[0], xn.dtype)
             _backward(xn, pn, hn, y, host(gy, xn.dtype), gx, gp, gh0)
-            return tuple(device_tensor(g, like) for g, like in zip((gx, gp, gh0), ctx.like))
+            return tuple(device_tensor(g, *to) for g, to in zip((gx, gp, gh0), ctx.to))
 
     return GRU1Function
 

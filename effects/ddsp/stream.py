@@ -1,9 +1,9 @@
 """The DDSP amp's streaming twin: exact IIR biquads (float64 state) and float32 GRU1s in one numba kernel.
 
-``AmpStream.configure`` turns knob values into coefficients with ``amp.dsp_params`` (the code
-the torch model trains through) and ``amp_run`` runs the whole signal path as a pipeline of stages
-skewed by one sample each (see its docstring), with carried state, so any block size gives the
-same output.
+``AmpStream`` designs its coefficients with ``amp.dsp_params`` (the code the torch model trains
+through); ``configure`` redoes the knob-dependent part with the same functions. ``amp_run`` runs
+the whole signal path as a pipeline of stages skewed by one sample each (see its docstring), with
+carried state, so any block size gives the same output.
 
 Threads: ``AmpStream.run``/``reset`` on the audio thread (no allocation); ``configure`` at control
 ticks on the audio thread while a knob moves (the tone stack's three biquads and two gains, in NumPy

@@ -31,6 +31,8 @@ def host(t: torch.Tensor, dtype=None) -> np.ndarray:
     return a if dtype is None else a.astype(dtype, copy=False)
 
 
-def device_tensor(a: np.ndarray, like: torch.Tensor, dtype=None) -> torch.Tensor:
-    """NumPy result a as a tensor on like's device (no copy on the CPU)."""
-    return torch.from_numpy(a).to(device=like.device, dtype=dtype or like.dtype)
+def device_tensor(a: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """NumPy result a as a tensor of dtype on device (no copy on the CPU when the dtype matches).
+
+    The autograd functions keep (device, dtype) of their inputs on ``ctx``, not the inputs."""
+    return torch.from_numpy(a).to(device=device, dtype=dtype)

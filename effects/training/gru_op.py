@@ -110,8 +110,8 @@ class GRURecurrence(torch.autograd.Function):
         gn = np.empty((B, T, H3 // 3), np_xi.dtype)
         _forward(np_xi, np_w, np_b, np_h0, hs, gates, gn)
         ctx.save_for_backward(*(torch.from_numpy(a) for a in (np_w, np_h0, hs, gates, gn)))
-        ctx.like = xi
-        return device_tensor(hs, xi)
+        ctx.to = xi.device, xi.dtype
+        return device_tensor(hs, *ctx.to)
 
     @staticmethod
     def backward(ctx, d_hs):
@@ -122,7 +122,7 @@ class GRURecurrence(torch.autograd.Function):
         d_b = np.zeros((w.shape[0], w.shape[2]), hs.dtype)
         d_h0 = np.zeros(h0.shape, hs.dtype)
         _backward(d, w, h0, hs, gates, gn, d_xi, d_w, d_b, d_h0)
-        return tuple(device_tensor(a, ctx.like) for a in (d_xi, d_w, d_b, d_h0))
+        return tuple(device_tensor(a, *ctx.to) for a in (d_xi, d_w, d_b, d_h0))
 
 
 def gru_recurrence(xi, w_hh, b_hh, h0=None):
@@ -353,8 +353,8 @@ class DynamicHyperRecurrence(torch.autograd.Function):
         _dh_forward(lstm, *arrs, hs, cs, hyh, hyc, hgates, hgn, D, uh, gates)
         ctx.lstm = lstm
         ctx.np_saved = (arrs, hs, cs, hyh, hyc, hgates, hgn, D, uh, gates)
-        ctx.like = hb
-        return device_tensor(hs, hb)
+        ctx.to = hb.device, hb.dtype
+        return device_tensor(hs, *ctx.to)
 
     @staticmethod
     def backward(ctx, d_hs):
@@ -365,8 +365,8 @@ class DynamicHyperRecurrence(torch.autograd.Function):
         grads = [np.zeros((B,) + w.shape[1:] if w is hb else (B,) + w.shape, hs.dtype)
                  for w in (hb, wh, whh, bhh, A, a, U, v)]
         _dh_backward(ctx.lstm, d, x, wh, whh, A, U, v, hs, cs, hyh, hyc, hgates, hgn, D, uh, gates, *grads)
-        d_hb = device_tensor(grads[0], ctx.like)
-        shared = [device_tensor(g.sum(axis=0), ctx.like) for g in grads[1:]]
+        d_hb = device_tensor(grads[0], *ctx.to)
+        shared = [device_tensor(g.sum(axis=0), *ctx.to) for g in grads[1:]]
         return (None, None, d_hb, *shared)
 
 

@@ -124,8 +124,8 @@ class LSTMRecurrence(torch.autograd.Function):
         gates = np.empty((B, T, H4), np_xi.dtype)
         _forward(np_xi, np_w, np_b, np_h0, np_c0, hs, cs, gates)
         ctx.save_for_backward(*(torch.from_numpy(a) for a in (np_w, np_h0, np_c0, hs, cs, gates)))
-        ctx.like = xi
-        return device_tensor(hs, xi)
+        ctx.to = xi.device, xi.dtype
+        return device_tensor(hs, *ctx.to)
 
     @staticmethod
     def backward(ctx, d_hs):
@@ -137,7 +137,7 @@ class LSTMRecurrence(torch.autograd.Function):
         d_h0 = np.zeros(h0.shape, hs.dtype)
         d_c0 = np.zeros(c0.shape, hs.dtype)
         _backward(d, w, h0, c0, hs, cs, gates, d_xi, d_w, d_b, d_h0, d_c0)
-        return tuple(device_tensor(a, ctx.like) for a in (d_xi, d_w, d_b, d_h0, d_c0))
+        return tuple(device_tensor(a, *ctx.to) for a in (d_xi, d_w, d_b, d_h0, d_c0))
 
 
 def lstm_recurrence(xi, w_hh, b_hh, h0=None, c0=None):
