@@ -130,9 +130,20 @@ def cmd_train(args) -> int:
 
 def cmd_distill(args) -> int:
     from effects.training.distill import distill
-    folder = distill(args.teacher, args.folder, args.knobs.split(","), train_settings=args.settings,
+    names, limits = [], {}
+    for item in args.knobs.split(","):
+        name, _, span = item.partition("=")
+        names.append(name.strip())
+        if span:
+            try:
+                limits[name.strip()] = tuple(float(v) for v in span.split(":", 1))
+                assert len(limits[name.strip()]) == 2
+            except (ValueError, AssertionError):
+                raise ValueError(f"--knobs: '{item}' should read name=LOW:HIGH, e.g. peak_reduction=50:100") from None
+    folder = distill(args.teacher, args.folder, names, train_settings=args.settings,
                      seconds_per_setting=args.seconds, seed=args.seed, teacher_path=args.model,
-                     valid_settings=args.valid_settings, test_settings=args.test_settings, dynamics=args.dynamics)
+                     valid_settings=args.valid_settings, test_settings=args.test_settings, dynamics=args.dynamics,
+                     knob_limits=limits, append=args.append)
     print(f"wrote a dataset of {args.teacher}'s outputs to {folder}")
     return 0
 
@@ -167,7 +178,9 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("distill", help="make a training dataset by running a teacher model on varied guitar input")
     s.add_argument("teacher", help="teacher pedal, e.g. od3")
     s.add_argument("folder", help="dataset folder to write")
-    s.add_argument("--knobs", required=True, help="comma-separated knobs to sample uniformly, e.g. drive,tone")
+    s.add_argument("--knobs", required=True,
+                   help="comma-separated knobs to sample uniformly, e.g. drive,tone; name=LOW:HIGH samples part "
+                        "of a knob's range, e.g. peak_reduction=50:100")
     s.add_argument("--model", help="teacher weights file (default: the pedal's default)")
     s.add_argument("--settings", type=int, default=300, help="training knob settings (default 300)")
     s.add_argument("--seconds", type=float, default=2.0, help="seconds of audio per setting (default 2)")
@@ -176,6 +189,7 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--dynamics", action="store_true",
                    help="vary the level within pairs (level envelopes, gaps, dynamics phrases): for compressors")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--append", action="store_true", help="add the pairs to the folder's dataset instead of replacing it")
     d = sub.add_parser("check-data", help="validate a dataset folder and report levels and input/target latency")
     d.add_argument("folder", help="folder with dataset.json and its WAV pairs")
     d.add_argument("--max-latency-ms", type=float, default=5.0, help="misalignment beyond this is an error")

@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from conftest import requires_shared
 from effects.recurrent import GRUWeights, load_conditioned_gru
 from effects.training.data import DatasetError, estimate_latency, load_dataset, write_dataset
 from effects.training.gru_op import gru_recurrence
@@ -248,3 +249,35 @@ def test_finish_exports_the_best_weights_of_an_unfinished_run(tmp_path, toy_data
     report = train(write_config(tmp_path), resume=True, finish_now=True, log=lambda *_: None)
     assert report["steps"] == 20 and len(report["history"]) == 2
     assert (tmp_path / "run" / "model.npz").is_file() and report["test"]
+
+
+@requires_shared
+def test_distill_samples_part_of_a_knob_range_and_appends_to_a_dataset(tmp_path):
+    from effects.training.distill import distill
+    folder = tmp_path / "od3"
+    common = dict(seconds_per_setting=0.2, synth_seconds=10.0)
+    distill("od3", folder, ["drive", "tone"], train_settings=3, valid_settings=1, test_settings=1, **common)
+    distill("od3", folder, ["drive", "tone"], train_settings=4, valid_settings=0, test_settings=0, seed=1,
+            knob_limits={"drive": (8.0, 10.0)}, append=True, **common)
+    ds = load_dataset(folder)
+    added = [p for p in ds.pairs if p.name.startswith("seed1-")]
+    assert len(ds.pairs) == 9 and len(added) == 4 and all(p.split == "train" for p in added)
+    assert all(8.0 <= p.knobs["drive"] <= 10.0 for p in added)
+    assert ds.knob_ranges == {"drive": (0.0, 10.0), "tone": (0.0, 10.0)}  # still the knobs' whole ranges
+    with pytest.raises(DatasetError, match="already holds pairs of seed 1"):  # the same seed again
+        distill("od3", folder, ["drive", "tone"], train_settings=1, valid_settings=0, test_settings=0, seed=1,
+                append=True, **common)
+    with pytest.raises(ValueError, match="range 8:12 is not inside"):
+        distill("od3", folder, ["drive"], train_settings=1, valid_settings=0, test_settings=0, seed=2,
+                knob_limits={"drive": (8.0, 12.0)}, append=True, **common)
+
+
+def test_appending_pairs_of_another_rate_or_knob_set_is_refused(tmp_path, toy_dataset):
+    with pytest.raises(DatasetError, match="cannot append pairs at 22050 Hz"):
+        write_dataset(toy_dataset, 22050, {"drive": (0, 10)}, make_pairs(1), append=True)
+    with pytest.raises(DatasetError, match="cannot append"):
+        write_dataset(toy_dataset, 16000, {"drive": (0, 5)}, make_pairs(1), append=True)
+    with pytest.raises(DatasetError, match="no dataset.json to append to"):
+        write_dataset(tmp_path / "empty", 16000, {"drive": (0, 10)}, make_pairs(1), append=True)
+    write_dataset(toy_dataset, 16000, {"drive": (0, 10)}, [dict(p, name="extra") for p in make_pairs(1)], append=True)
+    assert len(load_dataset(toy_dataset).pairs) == 9

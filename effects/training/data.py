@@ -163,15 +163,33 @@ def check_report(ds: Dataset) -> str:
     return "\n".join(lines)
 
 
-def write_dataset(folder, sample_rate: int, knob_ranges: dict, pairs: list[dict]) -> None:
-    """Write a dataset folder: pairs are dicts with name, x, y, knobs and optional split."""
+def write_dataset(folder, sample_rate: int, knob_ranges: dict, pairs: list[dict], append: bool = False) -> None:
+    """Write a dataset folder: pairs are dicts with name, x, y, knobs and optional split.
+
+    append: add the pairs to the folder's dataset.json (same rate and knob ranges, new names) instead of
+    replacing it.
+    """
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    desc_path = folder / "dataset.json"
     entries = []
+    if append:
+        if not desc_path.is_file():
+            raise DatasetError(f"{folder}: no dataset.json to append to")
+        old = json.loads(desc_path.read_text())
+        old_ranges = {k: tuple(float(a) for a in v) for k, v in old["knobs"].items()}
+        if old.get("sample_rate") != sample_rate or old_ranges != {k: tuple(map(float, v)) for k, v in knob_ranges.items()}:
+            raise DatasetError(f"{desc_path}: holds {old.get('sample_rate')} Hz, knobs {old_ranges}; "
+                               f"cannot append pairs at {sample_rate} Hz, knobs {dict(knob_ranges)}")
+        entries = old["pairs"]
+        taken = {e["input"] for e in entries}
+        clash = [p["name"] for p in pairs if f"{p['name']}_input.wav" in taken]
+        if clash:
+            raise DatasetError(f"{desc_path}: already holds pair(s) {', '.join(clash[:3])}")
     for p in pairs:
         write_float(folder / f"{p['name']}_input.wav", p["x"], sample_rate)
         write_float(folder / f"{p['name']}_target.wav", p["y"], sample_rate)
         entries.append({"input": f"{p['name']}_input.wav", "target": f"{p['name']}_target.wav",
                         "knobs": p["knobs"], **({"split": p["split"]} if p.get("split") else {})})
-    (folder / "dataset.json").write_text(json.dumps(
+    desc_path.write_text(json.dumps(
         {"sample_rate": sample_rate, "knobs": {k: list(v) for k, v in knob_ranges.items()}, "pairs": entries}, indent=1))

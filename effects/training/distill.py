@@ -22,7 +22,7 @@ from effects import load_pedal
 from effects.audio_io import read_mono
 from effects.modelfile import shared_path
 from effects.progress import Progress
-from effects.training.data import write_dataset
+from effects.training.data import DatasetError, write_dataset
 
 # Clean DI the students never train on: their test pairs come from these alone.
 HELD_OUT_DI = ("di/guitar_cl1b_test.wav", "jvm410h/B3_M7_T1_G5_file_7_input.wav")
@@ -139,23 +139,34 @@ def training_inputs(sample_rate: int, synth_seconds: float, rng, dynamics: bool 
     return clips
 
 
-def sample_knobs(pedal, names, rng) -> dict:
-    """Uniform over each knob's range; switches take each position with equal chance."""
+def sample_knobs(pedal, names, rng, limits: dict | None = None) -> dict:
+    """Uniform over each knob's range, or over limits[name] = (low, high) within it; switches take each
+    position with equal chance."""
     out = {}
     for name in names:
         k = pedal.knob(name)
-        out[name] = float(rng.integers(0, len(k.choices))) if k.choices else float(rng.uniform(k.minimum, k.maximum))
+        if k.choices:
+            out[name] = float(rng.integers(0, len(k.choices)))
+        else:
+            lo, hi = (limits or {}).get(name, (k.minimum, k.maximum))
+            if not k.minimum <= lo < hi <= k.maximum:
+                raise ValueError(f"knob '{name}': range {lo:g}:{hi:g} is not inside [{k.minimum:g}, {k.maximum:g}]")
+            out[name] = float(rng.uniform(lo, hi))
     return out
 
 
 def distill(teacher: str, folder, knob_names, train_settings: int = 300, seconds_per_setting: float = 2.0,
             valid_settings: int = 20, test_settings: int = 16, synth_seconds: float = 120.0, seed: int = 0,
-            teacher_path=None, dynamics: bool = False) -> pathlib.Path:
+            teacher_path=None, dynamics: bool = False, knob_limits: dict | None = None,
+            append: bool = False) -> pathlib.Path:
     """Write a dataset folder of (input, teacher output) pairs at random knob settings.
 
     dynamics: vary the level within pairs (see the module docstring): a level envelope over 3 in 4
     training and validation pairs and over test pairs 2, 3, 6, 7, ... (each held-out clip both
     with and without).
+    knob_limits: {name: (low, high)} to sample some knobs over part of their range (e.g. more data where
+    a student is weak); the dataset still declares each knob's whole range.
+    append: add the pairs to the folder's dataset (named after the seed) instead of replacing it.
     """
     rng = np.random.default_rng(seed)
     pedal = load_pedal(teacher, model_path=teacher_path)
@@ -164,11 +175,18 @@ def distill(teacher: str, folder, knob_names, train_settings: int = 300, seconds
     held_out = [read_mono(shared_path("data", rel), rate).samples for rel in HELD_OUT_DI]
     n = int(seconds_per_setting * rate)
     pairs = []
+    prefix = f"seed{seed}-" if append else ""
+    if append:  # refuse before the teacher runs, not after
+        desc = pathlib.Path(folder) / "dataset.json"
+        if not desc.is_file():
+            raise DatasetError(f"{folder}: no dataset.json to append to")
+        if f'"{prefix}' in desc.read_text():
+            raise DatasetError(f"{desc}: already holds pairs of seed {seed}; append with another --seed")
     plan = [("train", train_settings, inputs), ("valid", valid_settings, inputs), ("test", test_settings, held_out)]
     with Progress(sum(p[1] for p in plan), f"distilling {teacher}", "pairs") as bar:
         for split, count, sources in plan:
             for i in range(count):
-                knobs = sample_knobs(pedal, knob_names, rng)
+                knobs = sample_knobs(pedal, knob_names, rng, knob_limits)
                 src = sources[i % len(sources)] if split == "test" else sources[rng.integers(len(sources))]
                 if split == "test":
                     x = src.copy()
@@ -181,8 +199,8 @@ def distill(teacher: str, folder, knob_names, train_settings: int = 300, seconds
                 pedal.reset()
                 pedal.set_knobs(**knobs)
                 y = pedal.process(x)
-                pairs.append({"name": f"{split}{i:04d}", "x": x, "y": y, "knobs": knobs, "split": split})
+                pairs.append({"name": f"{prefix}{split}{i:04d}", "x": x, "y": y, "knobs": knobs, "split": split})
                 bar.update(len(pairs))
     ranges = {k: (pedal.knob(k).minimum, pedal.knob(k).maximum) for k in knob_names}
-    write_dataset(folder, rate, ranges, pairs)
+    write_dataset(folder, rate, ranges, pairs, append=append)
     return pathlib.Path(folder)
