@@ -210,8 +210,10 @@ def test_dataset_validation_names_the_problem(tmp_path, case, message):
         elif case == "rate":
             desc.pop("sample_rate")
             sf.write(target, y, 22050, subtype="FLOAT")
-        elif case == "misaligned":
-            sf.write(target, np.r_[np.zeros(320, np.float32), y[:-320]], rate, subtype="FLOAT")
+        elif case == "misaligned":  # on noise: a decaying sine looks aligned one period away
+            x = np.random.default_rng(1).uniform(-0.5, 0.5, len(y)).astype(np.float32)
+            sf.write(folder / desc["pairs"][0]["input"], x, rate, subtype="FLOAT")
+            sf.write(target, np.r_[np.zeros(320, np.float32), np.tanh(x[:-320])], rate, subtype="FLOAT")
         elif case == "silence":
             sf.write(target, np.zeros_like(y), rate, subtype="FLOAT")
         elif case == "knob range":
@@ -234,6 +236,11 @@ def test_clipping_is_a_warning_and_latency_is_measured(tmp_path):
     assert any("clips" in w for w in ds.warnings)
     x = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
     assert estimate_latency(x, np.r_[np.zeros(37, np.float32), x[:-37]], 16000)[0] == 37
+    # A held 110 Hz note swelling while a compressor pulls its gain down, one sample late: the
+    # correlation peaks ~800 samples away, within 1% of its value at the true lag.
+    tone = (np.sin(2 * np.pi * 110 * np.arange(16000) / 16000) * np.linspace(0.2, 1, 16000)).astype(np.float32)
+    compressed = np.r_[np.zeros(1, np.float32), tone[:-1]] * np.linspace(1, 0.2, 16000).astype(np.float32)
+    assert abs(estimate_latency(tone, compressed, 16000)[0]) <= 1
 
 
 def test_corrupt_description(tmp_path):
