@@ -10,7 +10,7 @@ loops over (batch, time) for the forward pass and for backpropagation through ti
 by ``torch.autograd.gradcheck`` in tests/test_ddsp.py.
 
 Threads: ``gru1`` / ``GRU1Function`` run on the training thread (float32 or float64);
-``gru1_sample`` is inlined into the streaming kernel on the audio thread (float32, rational tanh).
+``gru1_lanes`` is inlined into the streaming kernel on the audio thread (float32, rational tanh).
 """
 from __future__ import annotations
 
@@ -24,13 +24,20 @@ from effects.kernels import sigmoid32, tanh32
 N_PARAMS = 12
 
 
-@njit(inline="always", nogil=True, fastmath=True, cache=True)
-def gru1_sample(x, p, k, h):
-    """One float32 step of GRU1 number k: p is (K, 12); returns the new hidden state."""
-    r = sigmoid32(p[k, 0] * x + p[k, 6] + p[k, 3] * h + p[k, 9])
-    z = sigmoid32(p[k, 1] * x + p[k, 7] + p[k, 4] * h + p[k, 10])
-    n = tanh32(p[k, 2] * x + p[k, 8] + r * (p[k, 5] * h + p[k, 11]))
-    return n + z * (h - n)
+@njit(inline="always", nogil=True, fastmath=True, cache=True, error_model="numpy")
+def gru1_lanes(u, p, h):
+    """One float32 step of K GRU1s at once (lane k is GRU1 k), as one vector operation.
+
+    Args:
+        u: (K,) inputs, overwritten with the new hidden states; h: (K,) hidden states (read only).
+        p: (12, K) parameters, GRU1 k's in column k.
+    """
+    for k in range(h.shape[0]):  # a run-time trip count: a constant one gets unrolled to scalar code
+        hk, xk = h[k], u[k]
+        r = sigmoid32(p[0, k] * xk + p[6, k] + p[3, k] * hk + p[9, k])
+        z = sigmoid32(p[1, k] * xk + p[7, k] + p[4, k] * hk + p[10, k])
+        n = tanh32(p[2, k] * xk + p[8, k] + r * (p[5, k] * hk + p[11, k]))
+        u[k] = n + z * (hk - n)
 
 
 @njit(inline="always", nogil=True, cache=True)

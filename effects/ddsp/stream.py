@@ -19,7 +19,7 @@ from numba import njit
 
 from effects.ddsp import amp
 from effects.ddsp.biquad import sos_sample
-from effects.ddsp.gru1 import gru1_sample
+from effects.ddsp.gru1 import gru1_lanes
 from effects.kernels import tanh32
 from effects.modelfile import load_npz_model, save_npz_model
 from effects.pedal import ModelFileError
@@ -28,65 +28,76 @@ FORMAT = "knobnet-ddsp-amp-1"
 CHUNK = 128  # samples per pipeline pass in amp_run (scratch size)
 
 
+# The seven GRU1s step together as 8 float32 lanes (one AVX register; lane 7 is idle). Lane k is
+# GRU1 k (amp layout), reading scratch row GRU_ROW[k] GRU_LAG[k] samples behind the pipeline's head.
+N_LANES = 8
+GRU_ROW = np.array([0, 1, 2, 3, 4, 6, 5, 7], np.int64)
+GRU_LAG = np.array([1, 2, 3, 4, 5, 5, 6, 0], np.int64)
+
+
+def gru_lanes(gru: np.ndarray) -> np.ndarray:
+    """(12, N_LANES) float32: GRU1 k's 12 parameters in column k (lane 7 all zero: its state stays 0)."""
+    lanes = np.zeros((12, N_LANES), np.float32)
+    lanes[:, :gru.shape[0]] = np.asarray(gru, np.float32).T
+    return lanes
+
+
 @njit(nogil=True, fastmath=True, cache=True, error_model="numpy")
-def amp_run(x, sos, z, gains, gru, h, dc, dc_pole, buf, out):
+def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, out):
     """Run the amp over one block (layout in ``effects.ddsp.amp``).
 
     The path is cut into 7 stages, each starting at a GRU1 (whose recurrence is the slow part).
     Iteration i runs stage k on sample i - k, reading what stage k - 1 wrote for that sample in
-    iteration i - 1: the stages of one iteration are independent, so the CPU overlaps the seven
-    recurrences instead of waiting for each in turn. Every stage still sees its samples in order
-    with its own state, so the output is that of the plain sample-by-sample chain, for any block
-    size; the pipeline fills and drains within each chunk of ``CHUNK`` samples.
+    iteration i - 1: the stages of one iteration are independent, so the seven GRU1 steps run as
+    one vector operation (lanes) and the CPU overlaps the stages' filters. Every stage still sees
+    its samples in order with its own state, so the output is that of the plain sample-by-sample
+    chain, for any block size; the pipeline fills and drains within each chunk of ``CHUNK`` samples.
 
     Args:
         x: (T,) float32 input; out: (T,) float32 output (may alias x).
         sos: (45, 5) float64 biquads; z: (45, 2) float64 TDF-II state.
-        gains: (16,) float32 linear gains; gru: (7, 12) float32 GRU1 parameters;
-        h: (7,) float32 GRU1 states.
+        gains: (16,) float32 linear gains; p: (12, N_LANES) float32 GRU1 parameters (``gru_lanes``);
+        h: (N_LANES,) float32 GRU1 states.
         dc: (2,) float64 DC-blocker state (last input, last output); dc_pole: its pole R.
-        buf: (7, CHUNK) float32 scratch (stage outputs).
+        buf: (8, CHUNK) float32 scratch (stage outputs; row 7 stays 0); u: (N_LANES,) float32 scratch.
     """
-    h0, h1, h2, h3, hp, hm, ho = h[0], h[1], h[2], h[3], h[4], h[5], h[6]
     d0, d1 = dc[0], dc[1]
     g = gains
     for start in range(0, x.shape[0], CHUNK):
         n = min(CHUNK, x.shape[0] - start)
         for i in range(n + 6):
-            j = i - 6  # output transformer, DC blocker
+            for k in range(N_LANES):  # each GRU1's input (a clamped index where its stage idles)
+                u[k] = buf[GRU_ROW[k], min(max(i - GRU_LAG[k], 0), n - 1)]
+            gru1_lanes(u, p, h)  # the seven GRU1 steps as one vector operation, into u
+            for k in range(N_LANES):  # stages filling or draining the pipeline keep their state
+                if 0 <= i - GRU_LAG[k] < n:
+                    h[k] = u[k]
+            j = i - 6  # output transformer (after its GRU1), DC blocker
             if j >= 0:
-                ho = gru1_sample(buf[5, j] * g[14], gru, 6, ho)
-                v = sos_sample(ho, sos, z, 42, 3) * g[15]
+                v = sos_sample(h[6], sos, z, 42, 3) * g[15]
                 d1 = v - d0 + dc_pole * d1
                 d0 = v
                 out[start + j] = d1
-            j = i - 5  # push-pull GRU1s, their H2s, the difference
+            j = i - 5  # the push-pull GRU1s' H2s, their difference, the transformer's gain
             if 0 <= j < n:
-                hp = gru1_sample(buf[4, j], gru, 4, hp)
-                hm = gru1_sample(buf[6, j], gru, 5, hm)
-                buf[5, j] = sos_sample(hp * g[11], sos, z, 33, 3) - sos_sample(hm * g[13], sos, z, 39, 3)
-            j = i - 4  # WH4's GRU1 and H2, tone stack, M, F_nfb, G, phase splitter, the WH+/WH- H1s
+                buf[5, j] = (sos_sample(h[4] * g[11], sos, z, 33, 3) - sos_sample(h[5] * g[13], sos, z, 39, 3)) * g[14]
+            j = i - 4  # WH4's H2, tone stack, M, F_nfb, G, phase splitter, the WH+/WH- H1s
             if 0 <= j < n:
-                h3 = gru1_sample(buf[3, j], gru, 3, h3)
-                v = sos_sample(sos_sample(h3 * g[7], sos, z, 21, 3), sos, z, 24, 3)
+                v = sos_sample(sos_sample(h[3] * g[7], sos, z, 21, 3), sos, z, 24, 3)
                 a = tanh32(sos_sample(v * g[8], sos, z, 27, 3) * g[9])
                 buf[4, j] = sos_sample(a, sos, z, 30, 3) * g[10]
                 buf[6, j] = sos_sample(-a, sos, z, 36, 3) * g[12]
-            j = i - 3  # WH3's GRU1 and H2, WH4's H1 and pre-gain
+            j = i - 3  # WH3's H2, WH4's H1 and pre-gain
             if 0 <= j < n:
-                h2 = gru1_sample(buf[2, j], gru, 2, h2)
-                buf[3, j] = sos_sample(sos_sample(h2 * g[5], sos, z, 15, 3), sos, z, 18, 3) * g[6]
-            j = i - 2  # WH2's GRU1 and H2, WH3's H1 and pre-gain
+                buf[3, j] = sos_sample(sos_sample(h[2] * g[5], sos, z, 15, 3), sos, z, 18, 3) * g[6]
+            j = i - 2  # WH2's H2, WH3's H1 and pre-gain
             if 0 <= j < n:
-                h1 = gru1_sample(buf[1, j], gru, 1, h1)
-                buf[2, j] = sos_sample(sos_sample(h1 * g[3], sos, z, 9, 3), sos, z, 12, 3) * g[4]
-            j = i - 1  # WH1's GRU1 and H2, WH2's H1 and pre-gain
+                buf[2, j] = sos_sample(sos_sample(h[1] * g[3], sos, z, 9, 3), sos, z, 12, 3) * g[4]
+            j = i - 1  # WH1's H2, WH2's H1 and pre-gain
             if 0 <= j < n:
-                h0 = gru1_sample(buf[0, j], gru, 0, h0)
-                buf[1, j] = sos_sample(sos_sample(h0 * g[1], sos, z, 3, 3), sos, z, 6, 3) * g[2]
+                buf[1, j] = sos_sample(sos_sample(h[0] * g[1], sos, z, 3, 3), sos, z, 6, 3) * g[2]
             if i < n:  # WH1's H1 and pre-gain
                 buf[0, i] = sos_sample(x[start + i], sos, z, 0, 3) * g[0]
-    h[0], h[1], h[2], h[3], h[4], h[5], h[6] = h0, h1, h2, h3, hp, hm, ho
     dc[0], dc[1] = d0, d1
 
 
@@ -105,12 +116,13 @@ class AmpStream:
         # ~1e-4 from the exact response (samples in and out stay float32).
         self.sos = np.zeros((amp.N_BIQUADS, 5), np.float64)
         self.gains = np.zeros(amp.N_GAINS, np.float32)
-        self.gru = np.ascontiguousarray(self.params["gru"], np.float32)
+        self.gru = gru_lanes(self.params["gru"])
         self.z = np.zeros((amp.N_BIQUADS, 2), np.float64)
-        self.h = np.zeros(amp.N_GRUS, np.float32)
+        self.h = np.zeros(N_LANES, np.float32)
         self.dc = np.zeros(2, np.float64)
         self.dc_pole = amp.dc_block_pole(self.sample_rate)
-        self.buf = np.zeros((7, CHUNK), np.float32)
+        self.buf = np.zeros((8, CHUNK), np.float32)
+        self.u = np.zeros(N_LANES, np.float32)
         # Everything but the tone stack and the two knob gains is fixed (amp.tone_stack_design): the
         # whole design once, at the recorded gain and master, where the knob gains are 1.
         neutral = np.array([amp.RECORDED["gain"], 5.0, 5.0, 5.0, amp.RECORDED["master"]])
@@ -130,7 +142,7 @@ class AmpStream:
         self.gains[amp.G_M] *= master
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
-        amp_run(x, self.sos, self.z, self.gains, self.gru, self.h, self.dc, self.dc_pole, self.buf, out)
+        amp_run(x, self.sos, self.z, self.gains, self.gru, self.h, self.dc, self.dc_pole, self.buf, self.u, out)
 
     def reset(self) -> None:
         self.z[:] = 0.0
