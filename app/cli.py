@@ -134,16 +134,18 @@ def cmd_distill(args) -> int:
     for item in args.knobs.split(","):
         name, _, span = item.partition("=")
         names.append(name.strip())
-        if span:
+        if "=" in item:
             try:
-                limits[name.strip()] = tuple(float(v) for v in span.split(":", 1))
-                assert len(limits[name.strip()]) == 2
-            except (ValueError, AssertionError):
+                low, high = (float(v) for v in span.split(":"))
+            except ValueError:
                 raise ValueError(f"--knobs: '{item}' should read name=LOW:HIGH, e.g. peak_reduction=50:100") from None
+            limits[name.strip()] = (low, high)
+    default_splits = (0, 0) if args.append else (20, 16)  # appended pairs train; the splits stay as they were
     folder = distill(args.teacher, args.folder, names, train_settings=args.settings,
                      seconds_per_setting=args.seconds, seed=args.seed, teacher_path=args.model,
-                     valid_settings=args.valid_settings, test_settings=args.test_settings, dynamics=args.dynamics,
-                     knob_limits=limits, append=args.append)
+                     valid_settings=default_splits[0] if args.valid_settings is None else args.valid_settings,
+                     test_settings=default_splits[1] if args.test_settings is None else args.test_settings,
+                     dynamics=args.dynamics, knob_limits=limits, append=args.append)
     print(f"wrote a dataset of {args.teacher}'s outputs to {folder}")
     return 0
 
@@ -184,12 +186,13 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="teacher weights file (default: the pedal's default)")
     s.add_argument("--settings", type=int, default=300, help="training knob settings (default 300)")
     s.add_argument("--seconds", type=float, default=2.0, help="seconds of audio per setting (default 2)")
-    s.add_argument("--valid-settings", type=int, default=20, help="validation knob settings (default 20)")
-    s.add_argument("--test-settings", type=int, default=16, help="test knob settings, on held-out DI (default 16)")
+    s.add_argument("--valid-settings", type=int, help="validation knob settings (default 20; 0 with --append)")
+    s.add_argument("--test-settings", type=int, help="test knob settings, on held-out DI (default 16; 0 with --append)")
     s.add_argument("--dynamics", action="store_true",
                    help="vary the level within pairs (level envelopes, gaps, dynamics phrases): for compressors")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--append", action="store_true", help="add the pairs to the folder's dataset instead of replacing it")
+    s.add_argument("--append", action="store_true",
+                   help="add training pairs (named after --seed) to the folder's dataset instead of replacing it")
     d = sub.add_parser("check-data", help="validate a dataset folder and report levels and input/target latency")
     d.add_argument("folder", help="folder with dataset.json and its WAV pairs")
     d.add_argument("--max-latency-ms", type=float, default=5.0, help="misalignment beyond this is an error")

@@ -22,7 +22,7 @@ from effects import load_pedal
 from effects.audio_io import read_mono
 from effects.modelfile import shared_path
 from effects.progress import Progress
-from effects.training.data import DatasetError, write_dataset
+from effects.training.data import DatasetError, appendable, write_dataset
 
 # Clean DI the students never train on: their test pairs come from these alone.
 HELD_OUT_DI = ("di/guitar_cl1b_test.wav", "jvm410h/B3_M7_T1_G5_file_7_input.wav")
@@ -146,6 +146,8 @@ def sample_knobs(pedal, names, rng, limits: dict | None = None) -> dict:
     for name in names:
         k = pedal.knob(name)
         if k.choices:
+            if limits and name in limits:
+                raise ValueError(f"knob '{name}' is a switch ({', '.join(k.choices)}): it takes no range")
             out[name] = float(rng.integers(0, len(k.choices)))
         else:
             lo, hi = (limits or {}).get(name, (k.minimum, k.maximum))
@@ -176,12 +178,11 @@ def distill(teacher: str, folder, knob_names, train_settings: int = 300, seconds
     n = int(seconds_per_setting * rate)
     pairs = []
     prefix = f"seed{seed}-" if append else ""
+    ranges = {k: (pedal.knob(k).minimum, pedal.knob(k).maximum) for k in knob_names}
     if append:  # refuse before the teacher runs, not after
-        desc = pathlib.Path(folder) / "dataset.json"
-        if not desc.is_file():
-            raise DatasetError(f"{folder}: no dataset.json to append to")
-        if f'"{prefix}' in desc.read_text():
-            raise DatasetError(f"{desc}: already holds pairs of seed {seed}; append with another --seed")
+        if any(e.get("input", "").startswith(prefix) for e in appendable(folder, rate, ranges)):
+            raise DatasetError(f"{pathlib.Path(folder) / 'dataset.json'}: already holds pairs of seed {seed}; "
+                               f"append with another --seed")
     plan = [("train", train_settings, inputs), ("valid", valid_settings, inputs), ("test", test_settings, held_out)]
     with Progress(sum(p[1] for p in plan), f"distilling {teacher}", "pairs") as bar:
         for split, count, sources in plan:
@@ -201,6 +202,5 @@ def distill(teacher: str, folder, knob_names, train_settings: int = 300, seconds
                 y = pedal.process(x)
                 pairs.append({"name": f"{prefix}{split}{i:04d}", "x": x, "y": y, "knobs": knobs, "split": split})
                 bar.update(len(pairs))
-    ranges = {k: (pedal.knob(k).minimum, pedal.knob(k).maximum) for k in knob_names}
     write_dataset(folder, rate, ranges, pairs, append=append)
     return pathlib.Path(folder)
