@@ -276,17 +276,27 @@ def test_distill_samples_part_of_a_knob_range_and_appends_to_a_dataset(tmp_path)
     assert len(load_dataset(folder).pairs) == 9
 
 
-def test_distill_knob_ranges_are_checked_before_any_work(tmp_path, capsys):
+def test_distill_knob_ranges_and_appends_are_checked_before_any_work(tmp_path, capsys, monkeypatch):
     from app.cli import main
-    from effects import load_pedal
-    from effects.training.distill import sample_knobs
-    with pytest.raises(ValueError, match="knob 'mode' is a switch"):
-        sample_knobs(load_pedal("la2a"), ["peak_reduction", "mode"], np.random.default_rng(0), {"mode": (0, 1)})
-    for spec in ("drive=5", "drive=", "drive=a:b", "drive=1:2:3"):
-        assert main(["distill", "od3", str(tmp_path / "d"), "--knobs", f"{spec},tone"]) == 1
-        assert "should read name=LOW:HIGH" in capsys.readouterr().err
-    assert main(["distill", "od3", str(tmp_path / "d"), "--knobs", "drive,tone", "--append"]) == 1
-    assert "no dataset.json to append to" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    from effects.training import distill as distill_module
+
+    def no_work(*_, **__):
+        raise AssertionError("distill did work before refusing")
+    monkeypatch.setattr(distill_module, "training_inputs", no_work)  # the first work: reading and synthesizing inputs
+    for knobs, message in (("peak_reduction,mode=0:1", "knob 'mode' is a switch"),
+                           ("peak_reduction=50:120,mode", "range 50:120 is not inside [0, 100]"),
+                           ("peak_reduction=80:50,mode", "range 80:50 is not inside"),
+                           ("drive=5", "should read name=LOW:HIGH"), ("drive=", "should read name=LOW:HIGH"),
+                           ("drive=a:b", "should read name=LOW:HIGH"), ("drive=1:2:3", "should read name=LOW:HIGH")):
+        assert main(["distill", "la2a", str(tmp_path / "d"), "--knobs", knobs]) == 1
+        assert message in capsys.readouterr().err
+    with pytest.raises(ValueError, match="'gain' has a range but is not among the knobs sampled"):
+        distill_module.distill("la2a", tmp_path / "d", ["peak_reduction"], knob_limits={"gain": (0.0, 10.0)})
+    assert main(["distill", "la2a", str(tmp_path / "d"), "--knobs", "peak_reduction,mode", "--append"]) == 1
+    assert "no dataset.json" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    write_dataset(tmp_path / "d", 16000, {"drive": (0, 10)}, make_pairs(1))
+    assert main(["distill", "la2a", str(tmp_path / "d"), "--knobs", "peak_reduction,mode", "--append"]) == 1
+    assert "cannot append pairs at 44100 Hz" in capsys.readouterr().err
 
 
 def test_appending_pairs_of_another_rate_or_knob_set_is_refused(tmp_path, toy_dataset):
@@ -294,7 +304,7 @@ def test_appending_pairs_of_another_rate_or_knob_set_is_refused(tmp_path, toy_da
         write_dataset(toy_dataset, 22050, {"drive": (0, 10)}, make_pairs(1), append=True)
     with pytest.raises(DatasetError, match="cannot append"):
         write_dataset(toy_dataset, 16000, {"drive": (0, 5)}, make_pairs(1), append=True)
-    with pytest.raises(DatasetError, match="no dataset.json to append to"):
+    with pytest.raises(DatasetError, match="no dataset.json"):
         write_dataset(tmp_path / "empty", 16000, {"drive": (0, 10)}, make_pairs(1), append=True)
     write_dataset(toy_dataset, 16000, {"drive": (0, 10)}, [dict(p, name="extra") for p in make_pairs(1)], append=True)
     assert len(load_dataset(toy_dataset).pairs) == 9

@@ -28,10 +28,11 @@ FORMAT = "knobnet-ddsp-amp-1"
 CHUNK = 128  # samples per pipeline pass in amp_run (scratch size)
 
 
-# The seven GRU1s step together as 8 float32 lanes (one AVX register; lane 7 is idle). Lane k is
-# GRU1 k (amp layout), reading scratch row GRU_ROW[k] GRU_LAG[k] samples behind the pipeline's head.
+# The seven GRU1s step together as 8 float32 lanes (one AVX register). Lane k is GRU1 k (amp layout),
+# reading scratch row GRU_ROW[k] GRU_LAG[k] samples behind the pipeline's head. Lane 7 idles: its
+# parameters are zero, so its state stays 0 whatever it reads.
 N_LANES = 8
-GRU_ROW = np.array([0, 1, 2, 3, 4, 6, 5, 7], np.int64)
+GRU_ROW = np.array([0, 1, 2, 3, 4, 6, 5, 0], np.int64)
 GRU_LAG = np.array([1, 2, 3, 4, 5, 5, 6, 0], np.int64)
 
 
@@ -59,7 +60,7 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, out):
         gains: (16,) float32 linear gains; p: (12, N_LANES) float32 GRU1 parameters (``gru_lanes``);
         h: (N_LANES,) float32 GRU1 states.
         dc: (2,) float64 DC-blocker state (last input, last output); dc_pole: its pole R.
-        buf: (8, CHUNK) float32 scratch (stage outputs; row 7 stays 0); u: (N_LANES,) float32 scratch.
+        buf: (7, CHUNK) float32 scratch (stage outputs); u: (N_LANES,) float32 scratch.
     """
     d0, d1 = dc[0], dc[1]
     g = gains
@@ -121,7 +122,7 @@ class AmpStream:
         self.h = np.zeros(N_LANES, np.float32)
         self.dc = np.zeros(2, np.float64)
         self.dc_pole = amp.dc_block_pole(self.sample_rate)
-        self.buf = np.zeros((8, CHUNK), np.float32)
+        self.buf = np.zeros((7, CHUNK), np.float32)
         self.u = np.zeros(N_LANES, np.float32)
         # Everything but the tone stack and the two knob gains is fixed (amp.tone_stack_design): the
         # whole design once, at the recorded gain and master, where the knob gains are 1.

@@ -76,6 +76,23 @@ def estimate_latency(x: np.ndarray, y: np.ndarray, sample_rate: int, max_ms: flo
     return int(lags[k]), float(peak)
 
 
+def read_description(folder) -> tuple[dict, dict[str, tuple[float, float]], list[dict]]:
+    """A dataset folder's dataset.json: the whole description, its knob ranges and its pair entries.
+
+    Raises DatasetError when it is missing or unreadable (what the pairs hold is ``load_dataset``'s business).
+    """
+    desc_path = pathlib.Path(folder) / "dataset.json"
+    if not desc_path.is_file():
+        raise DatasetError(f"{folder}: no dataset.json (see effects/training/data.py for the format)")
+    try:
+        desc = json.loads(desc_path.read_text())
+        knob_ranges = {k: (float(v[0]), float(v[1])) for k, v in desc["knobs"].items()}
+        entries = list(desc["pairs"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise DatasetError(f"{desc_path}: unreadable description ({type(exc).__name__}: {exc})") from None
+    return desc, knob_ranges, entries
+
+
 def load_dataset(folder, max_latency_ms: float = 5.0) -> Dataset:
     """Read and validate a dataset folder.
 
@@ -85,14 +102,7 @@ def load_dataset(folder, max_latency_ms: float = 5.0) -> Dataset:
     """
     folder = pathlib.Path(folder)
     desc_path = folder / "dataset.json"
-    if not desc_path.is_file():
-        raise DatasetError(f"{folder}: no dataset.json (see effects/training/data.py for the format)")
-    try:
-        desc = json.loads(desc_path.read_text())
-        knob_ranges = {k: (float(v[0]), float(v[1])) for k, v in desc["knobs"].items()}
-        entries = desc["pairs"]
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
-        raise DatasetError(f"{desc_path}: unreadable description ({type(exc).__name__}: {exc})") from None
+    desc, knob_ranges, entries = read_description(folder)
     if not entries:
         raise DatasetError(f"{desc_path}: no pairs")
     for name, (lo, hi) in knob_ranges.items():
@@ -173,19 +183,11 @@ def appendable(folder, sample_rate: int, knob_ranges: dict) -> list[dict]:
 
     Raises DatasetError (no dataset.json, unreadable, another rate or other knobs).
     """
-    desc_path = pathlib.Path(folder) / "dataset.json"
-    if not desc_path.is_file():
-        raise DatasetError(f"{folder}: no dataset.json to append to")
-    try:
-        old = json.loads(desc_path.read_text())
-        old_ranges = {k: (float(v[0]), float(v[1])) for k, v in old["knobs"].items()}
-        entries = list(old["pairs"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as exc:
-        raise DatasetError(f"{desc_path}: unreadable description ({type(exc).__name__}: {exc})") from None
+    desc, old_ranges, entries = read_description(folder)
     new_ranges = {k: (float(v[0]), float(v[1])) for k, v in knob_ranges.items()}
-    if old.get("sample_rate") != sample_rate or old_ranges != new_ranges:
-        raise DatasetError(f"{desc_path}: holds {old.get('sample_rate')} Hz, knobs {old_ranges}; "
-                           f"cannot append pairs at {sample_rate} Hz, knobs {new_ranges}")
+    if desc.get("sample_rate") != sample_rate or old_ranges != new_ranges:
+        raise DatasetError(f"{pathlib.Path(folder) / 'dataset.json'}: holds {desc.get('sample_rate')} Hz, knobs "
+                           f"{old_ranges}; cannot append pairs at {sample_rate} Hz, knobs {new_ranges}")
     return entries
 
 

@@ -139,21 +139,26 @@ def training_inputs(sample_rate: int, synth_seconds: float, rng, dynamics: bool 
     return clips
 
 
+def check_knob_limits(pedal, names, limits: dict) -> None:
+    """ValueError unless every limit names a sampled continuous knob and lies inside its range."""
+    for name, (lo, hi) in limits.items():
+        if name not in names:
+            raise ValueError(f"knob '{name}' has a range but is not among the knobs sampled ({', '.join(names)})")
+        k = pedal.knob(name)
+        if k.choices:
+            raise ValueError(f"knob '{name}' is a switch ({', '.join(k.choices)}): it takes no range")
+        if not k.minimum <= lo < hi <= k.maximum:
+            raise ValueError(f"knob '{name}': range {lo:g}:{hi:g} is not inside [{k.minimum:g}, {k.maximum:g}]")
+
+
 def sample_knobs(pedal, names, rng, limits: dict | None = None) -> dict:
-    """Uniform over each knob's range, or over limits[name] = (low, high) within it; switches take each
-    position with equal chance."""
+    """Uniform over each knob's range, or over limits[name] = (low, high) within it (``check_knob_limits``);
+    switches take each position with equal chance."""
     out = {}
     for name in names:
         k = pedal.knob(name)
-        if k.choices:
-            if limits and name in limits:
-                raise ValueError(f"knob '{name}' is a switch ({', '.join(k.choices)}): it takes no range")
-            out[name] = float(rng.integers(0, len(k.choices)))
-        else:
-            lo, hi = (limits or {}).get(name, (k.minimum, k.maximum))
-            if not k.minimum <= lo < hi <= k.maximum:
-                raise ValueError(f"knob '{name}': range {lo:g}:{hi:g} is not inside [{k.minimum:g}, {k.maximum:g}]")
-            out[name] = float(rng.uniform(lo, hi))
+        lo, hi = (limits or {}).get(name, (k.minimum, k.maximum))
+        out[name] = float(rng.integers(0, len(k.choices))) if k.choices else float(rng.uniform(lo, hi))
     return out
 
 
@@ -173,16 +178,17 @@ def distill(teacher: str, folder, knob_names, train_settings: int = 300, seconds
     rng = np.random.default_rng(seed)
     pedal = load_pedal(teacher, model_path=teacher_path)
     rate = pedal.sample_rate
+    # Refuse bad ranges and appends before any work (input synthesis, the teacher's runs).
+    check_knob_limits(pedal, knob_names, knob_limits or {})
+    prefix = f"seed{seed}-" if append else ""
+    ranges = {k: (pedal.knob(k).minimum, pedal.knob(k).maximum) for k in knob_names}
+    if append and any(e.get("input", "").startswith(prefix) for e in appendable(folder, rate, ranges)):
+        raise DatasetError(f"{pathlib.Path(folder) / 'dataset.json'}: already holds pairs of seed {seed}; "
+                           f"append with another --seed")
     inputs = training_inputs(rate, synth_seconds, rng, dynamics)
     held_out = [read_mono(shared_path("data", rel), rate).samples for rel in HELD_OUT_DI]
     n = int(seconds_per_setting * rate)
     pairs = []
-    prefix = f"seed{seed}-" if append else ""
-    ranges = {k: (pedal.knob(k).minimum, pedal.knob(k).maximum) for k in knob_names}
-    if append:  # refuse before the teacher runs, not after
-        if any(e.get("input", "").startswith(prefix) for e in appendable(folder, rate, ranges)):
-            raise DatasetError(f"{pathlib.Path(folder) / 'dataset.json'}: already holds pairs of seed {seed}; "
-                               f"append with another --seed")
     plan = [("train", train_settings, inputs), ("valid", valid_settings, inputs), ("test", test_settings, held_out)]
     with Progress(sum(p[1] for p in plan), f"distilling {teacher}", "pairs") as bar:
         for split, count, sources in plan:

@@ -9,14 +9,15 @@ Runs on the CLI's thread (torch uses ``train.threads`` threads). A config is a s
     train: {batch_size: 32, lr: 0.001, steps: 3000, validate_every: 250}
     out: out/od3-concat
 
-Paths are relative to the config file. ``train.device`` is ``auto`` (a CUDA GPU when torch sees
-one, else the CPU), ``cpu`` or ``cuda`` (``effects.training.device``: the recurrences stay on the
-CPU). Segments start from zero state; the first ``warmup`` samples of each are left out of the loss while the state settles. Adam; the learning rate halves
-after ``lr_patience`` validations without improvement; training stops after ``early_stop`` such
-validations or at ``steps``. ``out/checkpoint.pt`` is written at every validation and a run given
-``--resume`` goes on from it exactly (model, optimiser, scheduler and batch sampler state). At the
-end the best weights are exported (``out/model.npz``) and the *streaming* model (the kernels that
-play) is evaluated on every test pair: ``out/report.md``, ``report.json`` and ``loss_curves.png``.
+Paths are relative to the config file. ``train.device`` is ``auto`` (a CUDA GPU when torch sees one,
+else the CPU), ``cpu`` or ``cuda`` (``effects.training.device``: the recurrences stay on the CPU).
+Segments start from zero state; the first ``warmup`` samples of each are left out of the loss while
+the state settles. Adam; the learning rate halves after ``lr_patience`` validations without
+improvement; training stops after ``early_stop`` such validations or at ``steps``.
+``out/checkpoint.pt`` is written at every validation and a run given ``--resume`` goes on from it
+exactly (model, optimiser, scheduler and batch sampler state). At the end the best weights are
+exported (``out/model.npz``) and the *streaming* model (the kernels that play) is evaluated on every
+test pair: ``out/report.md``, ``report.json`` and ``loss_curves.png``.
 """
 from __future__ import annotations
 
