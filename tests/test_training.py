@@ -129,7 +129,7 @@ def test_resume_refuses_another_recipe_but_takes_a_checkpoint_from_before_a_new_
     with pytest.raises(ConfigError, match="made with another config"):
         train(write_config(tmp_path, train={"lr": 0.02}), resume=True, log=lambda *_: None)
     ckpt = torch.load(ckpt_path, weights_only=False)
-    for key in ("init_from", "device"):  # keys added to knobnet later, at their defaults
+    for key in ("init_from", "match_polarity", "device"):  # keys added to knobnet later, at their defaults
         del ckpt["config"]["train"][key]
     torch.save(ckpt, ckpt_path)
     assert train(write_config(tmp_path), resume=True, log=lambda *_: None)["steps"] == 60
@@ -142,6 +142,7 @@ def test_resume_refuses_another_recipe_but_takes_a_checkpoint_from_before_a_new_
     ({"extras": {}}, "unknown section(s): extras"),
     ({"out": None}, "'out' is required"),
     ({"train": {"device": "tpu"}}, "train.device: device 'tpu' is not one of: auto, cpu, cuda"),
+    ({"train": {"match_polarity": True}}, "train.match_polarity: model type 'gru' cannot invert its output"),
 ] + ([] if torch.cuda.is_available() else
      [({"train": {"device": "cuda"}}, "train.device: device 'cuda' was asked for but torch sees no CUDA GPU")]))
 def test_config_errors_name_the_key(tmp_path, toy_dataset, section, message):

@@ -247,6 +247,26 @@ def init_params(seed: int = 0) -> dict[str, np.ndarray]:
     return p
 
 
+#: GRU1 parameters that change sign when its state does (``inverted``): w_in, w_hr, w_hz, b_in, b_hn.
+GRU1_ODD = (2, 3, 4, 8, 11)
+
+
+def inverted(params: dict) -> dict:
+    """The parameters of the same amp with its output negated, exactly.
+
+    A GRU1 with w_in, b_in, b_hn, w_hr and w_hz negated runs with state -h from the same input
+    (r and z see w_hr h and w_hz h unchanged, and n becomes -n); the output transformer's GRU1 is
+    followed only by linear stages, so negating its five parameters negates the output. A waveform
+    loss cannot cross from one polarity to the other (it would pass through an output uncorrelated
+    with the target), so training picks the polarity that fits before it starts (``train.match_polarity``).
+    """
+    sign = np.ones((N_GRUS, gru1.N_PARAMS))
+    sign[GRU_OT, list(GRU1_ODD)] = -1.0
+    out = dict(params)
+    out["gru"] = params["gru"] * (sign if isinstance(params["gru"], np.ndarray) else params["gru"].new_tensor(sign))
+    return out
+
+
 def count_params() -> int:
     return int(sum(np.prod(s) for s in param_shapes().values()))
 
@@ -304,6 +324,12 @@ class DDSPAmp:
 
             def named(self) -> dict:
                 return {k: self.p[k.replace(".", "_")] for k in param_shapes()}
+
+            def invert_output(self) -> None:
+                """Negate the output exactly (``inverted``), in place."""
+                import torch
+                with torch.no_grad():
+                    self.p["gru"].copy_(inverted({"gru": self.p["gru"]})["gru"])
 
             def numpy_params(self) -> dict[str, np.ndarray]:
                 return {k: v.detach().cpu().double().numpy().copy() for k, v in self.named().items()}

@@ -14,6 +14,9 @@ else the CPU), ``cpu`` or ``cuda`` (``effects.training.device``: the recurrences
 Segments start from zero state; the first ``warmup`` samples of each are left out of the loss while
 the state settles. Adam; the learning rate halves after ``lr_patience`` validations without
 improvement; training stops after ``early_stop`` such validations or at ``steps``.
+``train.init_from`` starts from another run's best weights; with ``train.match_polarity`` (models
+that can negate their output exactly: the DDSP amp) it first keeps whichever polarity validates
+better, since a waveform loss cannot cross from one polarity to the other.
 ``out/checkpoint.pt`` is written at every validation and a run given ``--resume`` goes on from it
 exactly (model, optimiser, scheduler and batch sampler state). At the end the best weights are
 exported (``out/model.npz``) and the *streaming* model (the kernels that play) is evaluated on every
@@ -49,7 +52,8 @@ DEFAULTS = {
     "model": {"type": "gru"},  # the other keys: MODEL_TYPES[type].defaults
     "loss": {"esr": 1.0, "mae": 0.0, "mrstft": 0.0, "pre_emphasis": True},
     "train": {"batch_size": 32, "lr": 1e-3, "steps": 3000, "validate_every": 250, "lr_patience": 2,
-              "early_stop": 4, "grad_clip": 3.0, "seed": 0, "threads": 2, "init_from": None, "device": "auto"},
+              "early_stop": 4, "grad_clip": 3.0, "seed": 0, "threads": 2, "init_from": None, "match_polarity": False,
+              "device": "auto"},
     "out": None,
     "pedal": None,
 }
@@ -258,6 +262,8 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     valid = ds.split("valid") or validation_from_training(ds.split("train"))
     state = {"step": 0, "history": [], "best_valid": float("inf"), "bad": 0, "best_model": None}
     ckpt_path = out / "checkpoint.pt"
+    if tc["match_polarity"] and not hasattr(model, "invert_output"):
+        raise ConfigError(f"train.match_polarity: model type '{cfg['model']['type']}' cannot invert its output")
     if tc["init_from"] is not None and not (resume and ckpt_path.is_file()):
         init_weights(model, tc["init_from"])
         log(f"starting from the best weights of {tc['init_from']}")
@@ -286,6 +292,15 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
                 losses.append(float(loss_fn(model(x, c)[:, warmup:], y[:, warmup:])))
         model.train()
         return float(np.mean(losses))
+
+    if tc["match_polarity"] and state["step"] == 0:
+        kept = validate()
+        model.invert_output()
+        flipped = validate()
+        if flipped >= kept:
+            model.invert_output()
+        log(f"output polarity: validation loss {kept:.4f} as it is, {flipped:.4f} inverted: "
+            + ("inverted" if flipped < kept else "kept"))
 
     started = time.perf_counter() - state.get("seconds", 0.0)
     train_losses = state.setdefault("train_losses", [])
