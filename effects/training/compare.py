@@ -9,6 +9,8 @@ Writes docs/conditioning.md.
 ``python -m effects.training.compare --jvm``: the DDSP paper's Table 1 on knobnet's real JVM data
 (DDSP amp vs Concat-GRU-8 vs Concat-GRU-48, the runs of resources/training/jvm-*.yaml), every
 model streamed over the held-out clips and timed in one sitting. Writes docs/jvm-comparison.md.
+``--jvm-card`` writes the shipped JVM weights' per-clip metrics and training histories beside them
+(resources/jvm/jvm_ddsp.metrics.json, which the model card and tests/test_jvm.py read).
 """
 from __future__ import annotations
 
@@ -94,6 +96,7 @@ def markdown(rows) -> str:
     return "\n".join(lines)
 
 
+SHIPPED_JVM = ROOT / "resources" / "jvm" / "jvm_ddsp.npz"
 JVM_RUNS = (("DDSP amp", "jvm-ddsp.yaml"), ("Concat-GRU-8", "jvm-gru8.yaml"), ("Concat-GRU-48", "jvm-gru48.yaml"))
 
 
@@ -113,31 +116,34 @@ def _twin(model_path, num_conds: int):
         return load_conditioned_gru(model_path, num_conds)[0]
 
 
+def _jvm_pairs(clips):
+    """``Pair``s of the JVM clips (``dataset.load_clips``), knobs normalised as the dataset does (v / 5 - 1)."""
+    from effects.training.data import Pair
+    return [Pair(name=c["name"], x=c["x"], y=c["y"], knobs=c["knobs"],
+                 cond=np.array([v / 5.0 - 1.0 for v in c["knobs"].values()], np.float32), split=c["split"])
+            for c in clips]
+
+
+def _score(twin, pairs) -> dict:
+    from effects.training.losses import metrics
+    from effects.training.train import stream_pair
+    return {p.name: metrics(stream_pair(twin, p), p.y) for p in pairs}
+
+
 def jvm_compare(runs=JVM_RUNS) -> dict:
     """Rows (per model: params, ops/sample, RTF at 128, per-clip metrics, training steps and time) and
-    the held-out clips' names and splits. The shipped DDSP weights were trained on the clips as
-    recorded and are scored on them; the runs train and score on the latency-aligned dataset."""
+    the held-out clips' names and splits, every model streamed over the latency-aligned clips."""
     from effects.ddsp import amp, dataset, stream
     from effects.modelfile import ModelFileError
-    from effects.training.data import Pair
-    from effects.training.losses import metrics
-    from effects.training.train import load_config, stream_pair, streaming_rtf
+    from effects.training.train import load_config, streaming_rtf
 
-    def score(twin, clips):
-        return {c.name: metrics(stream_pair(twin, c), c.y) for c in clips}
-
-    def pairs(latency):
-        return [Pair(name=c["name"], x=c["x"], y=c["y"], knobs=c["knobs"],
-                     cond=np.array([v / 5.0 - 1.0 for v in c["knobs"].values()], np.float32), split="test")
-                for c in dataset.load_clips(latency_samples=latency) if c["split"] == "test"]
-    aligned = pairs(dataset.LATENCY_SAMPLES)
+    aligned = [p for p in _jvm_pairs(dataset.load_clips()) if p.split == "test"]
     rows = []
-    shipped = ROOT / "resources" / "jvm" / "jvm_ddsp.npz"
-    params, rate, _ = stream.load(shipped)
+    params, rate, _ = stream.load(SHIPPED_JVM)
     twin = stream.AmpTwin(params, rate, len(dataset.KNOBS))
-    rows.append({"model": "DDSP amp, shipped weights (clips as recorded)", "params": amp.count_params(),
+    rows.append({"model": "DDSP amp, shipped weights", "params": amp.count_params(),
                  "ops_per_sample": twin.ops_per_sample, "rtf_128": streaming_rtf(twin, rate),
-                 "clips": score(twin, pairs(0)), "training": "see resources/jvm/MODEL_CARD.md"})
+                 "clips": _score(twin, aligned), "training": "see resources/jvm/MODEL_CARD.md"})
     for label, config in runs:
         config = ROOT / "resources" / "training" / config  # (an absolute path stays itself)
         cfg = load_config(config)
@@ -156,12 +162,31 @@ def jvm_compare(runs=JVM_RUNS) -> dict:
         stopped = ("still improving at the end" if best == len(history) - 1 else "best before the end") + (
             "" if report["steps"] >= cfg["train"]["steps"] else f", stopped at {report['steps']:,} of {cfg['train']['steps']:,}")
         rows.append({"model": label, "params": report["params"], "ops_per_sample": twin.ops_per_sample,
-                     "rtf_128": streaming_rtf(twin, report["sample_rate"]), "clips": score(twin, aligned),
+                     "rtf_128": streaming_rtf(twin, report["sample_rate"]), "clips": _score(twin, aligned),
                      "training": f"{report['steps']:,} steps, {report['train_seconds'] / 60:.0f} min ({stopped}); "
                                  f"best valid {report['best_valid_loss']:.3f} at step {history[best]['step'] if history else 0:,}"})
     splits = {c.name: "unseen setting" if c.name.rsplit("_G5", 1)[0] in dataset.UNSEEN_SETTINGS else "seen setting"
               for c in aligned}
     return {"rows": rows, "splits": splits}
+
+
+def jvm_card_metrics(stages=("jvm-ddsp-spectral.yaml", "jvm-ddsp.yaml")) -> dict:
+    """What ``resources/jvm/jvm_ddsp.metrics.json`` holds: every clip's metrics for the shipped weights
+    (streaming model, latency-aligned clips, with its split) and each training stage's config, steps,
+    minutes and history (from the stages' ``report.json``)."""
+    from effects.ddsp import dataset, stream
+    from effects.training.train import load_config
+    params, rate, _ = stream.load(SHIPPED_JVM)
+    pairs = _jvm_pairs(dataset.load_clips())
+    scores = _score(stream.AmpTwin(params, rate, len(dataset.KNOBS)), pairs)
+    clips = {p.name: dict(scores[p.name], split=p.split) for p in pairs}
+    runs = []
+    for config in stages:
+        config = ROOT / "resources" / "training" / config
+        report = json.loads((pathlib.Path(load_config(config)["out"]) / "report.json").read_text())
+        runs.append({"command": f"knobnet train {_shown(config)}", "config": report["config"], "steps": report["steps"],
+                     "minutes": round(report["train_seconds"] / 60, 1), "history": report["history"]})
+    return {"clips": clips, "training": runs}
 
 
 def jvm_markdown(result) -> str:
@@ -174,7 +199,8 @@ def jvm_markdown(result) -> str:
              "means over the two clips of each kind. ESR pre: with the pre-emphasis filter of the training loss. "
              "RTF: one thread, 128-sample blocks, every model timed in this one sitting (compare ratios).", "",
              "Reproduce (after `python -m effects.ddsp.dataset out/datasets/jvm` and `knobnet train` of "
-             "resources/training/jvm-ddsp.yaml, jvm-gru8.yaml and jvm-gru48.yaml): "
+             "resources/training/jvm-ddsp-spectral.yaml then jvm-ddsp.yaml (the shipped weights' two stages), "
+             "jvm-gru8.yaml and jvm-gru48.yaml): "
              "`python -m effects.training.compare --jvm`. What the figures say about the DDSP amp: "
              "resources/jvm/MODEL_CARD.md.", "",
              "| model | params | ops/sample | RTF @128 | ESR seen | ESR unseen | ESR pre seen | ESR pre unseen "
@@ -202,8 +228,15 @@ def jvm_markdown(result) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jvm", action="store_true", help="the JVM table (docs/jvm-comparison.md) instead")
+    parser.add_argument("--jvm-card", action="store_true",
+                        help="write the shipped JVM weights' metrics (resources/jvm/jvm_ddsp.metrics.json) instead")
     parser.add_argument("--out", default=None, help="where to write the table (default: docs/...)")
     args = parser.parse_args(argv)
+    if args.jvm_card:
+        path = pathlib.Path(args.out or SHIPPED_JVM.with_suffix(".metrics.json"))
+        path.write_text(json.dumps(jvm_card_metrics(), indent=1) + "\n")
+        print(f"wrote {path}")
+        return
     if args.jvm:
         text, default = jvm_markdown(jvm_compare()), "jvm-comparison.md"
     else:
