@@ -103,8 +103,8 @@ def test_inverted_parameters_negate_the_output_exactly_in_both_twins():
     y_train, y_stream = _twins(params, knobs)
     y_train_inv, y_stream_inv = _twins(amp.inverted(params), knobs)
     assert np.abs(y_stream).max() > 0.01
-    np.testing.assert_allclose(y_train_inv, -y_train, atol=1e-12)
-    np.testing.assert_allclose(y_stream_inv, -y_stream, atol=1e-6)
+    np.testing.assert_array_equal(y_train_inv, -y_train)
+    np.testing.assert_array_equal(y_stream_inv, -y_stream)
     model = amp.DDSPAmp(params, 44100.0).double()
     model.invert_output()
     np.testing.assert_allclose(model.numpy_params()["gru"], amp.inverted(params)["gru"], atol=1e-7)
@@ -155,15 +155,19 @@ def test_knobnet_train_trains_the_ddsp_amp_into_a_pedal_weights_file(tmp_path):
     pedal = JVM(model_path=tmp_path / "run" / "model.npz")
     y = pedal.process(pairs[2]["x"])
     assert metrics(y, pairs[2]["y"])["esr"] == pytest.approx(report["test"][0]["esr"], rel=1e-4)
-    # A run from these weights on the same data keeps their polarity, on inverted targets it inverts them.
+    # A run from these weights (learning rate 0, so they stay as the polarity check leaves them) on the same
+    # data keeps their polarity; on inverted targets it inverts them.
+    start = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["state"]["best_model"]["p.gru"].numpy()
     for sign, verdict in ((1, "kept"), (-1, "inverted")):
         write_dataset(tmp_path / f"data{sign}", 44100, {k: (0, 10) for k in ("gain", "bass", "middle", "treble")},
                       [dict(p, y=sign * p["y"]) for p in pairs])
         (tmp_path / "c2.yaml").write_text(
             f"data: {{folder: data{sign}, segment: 2048, warmup: 256}}\nmodel: {{type: ddsp, n_fft: 4096}}\n"
-            "train: {batch_size: 2, lr: 0.01, steps: 2, validate_every: 2, seed: 0, threads: 1, "
+            "train: {batch_size: 2, lr: 0.0, steps: 2, validate_every: 2, seed: 0, threads: 1, "
             f"init_from: run/checkpoint.pt, match_polarity: true}}\nout: run{sign}\n")
         lines = []
         train(tmp_path / "c2.yaml", log=lines.append)
         said = next(line for line in lines if line.startswith("output polarity"))
+        played = stream.load(tmp_path / f"run{sign}" / "model.npz")[0]["gru"]
+        np.testing.assert_array_equal(played, (start if sign == 1 else amp.inverted({"gru": start})["gru"]).astype(np.float32))
         assert said.endswith(verdict), said

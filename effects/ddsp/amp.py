@@ -257,7 +257,7 @@ def inverted(params: dict) -> dict:
     A GRU1 with w_in, b_in, b_hn, w_hr and w_hz negated runs with state -h from the same input
     (r and z see w_hr h and w_hz h unchanged, and n becomes -n); the output transformer's GRU1 is
     followed only by linear stages, so negating its five parameters negates the output. A waveform
-    loss cannot cross from one polarity to the other (it would pass through an output uncorrelated
+    loss rarely crosses from one polarity to the other (it would pass through an output uncorrelated
     with the target), so training picks the polarity that fits before it starts (``train.match_polarity``).
     """
     sign = np.ones((N_GRUS, gru1.N_PARAMS))

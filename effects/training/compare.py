@@ -97,7 +97,7 @@ def markdown(rows) -> str:
 
 
 SHIPPED_JVM = ROOT / "resources" / "jvm" / "jvm_ddsp.npz"
-JVM_RUNS = (("DDSP amp", "jvm-ddsp.yaml"), ("Concat-GRU-8", "jvm-gru8.yaml"), ("Concat-GRU-48", "jvm-gru48.yaml"))
+JVM_RUNS = (("Concat-GRU-8", "jvm-gru8.yaml"), ("Concat-GRU-48", "jvm-gru48.yaml"))  # beside the shipped DDSP amp
 
 
 def _shown(path: pathlib.Path) -> str:
@@ -176,17 +176,26 @@ def jvm_card_metrics(stages=("jvm-ddsp-spectral.yaml", "jvm-ddsp.yaml")) -> dict
     minutes and history (from the stages' ``report.json``)."""
     from effects.ddsp import dataset, stream
     from effects.training.train import load_config
-    params, rate, _ = stream.load(SHIPPED_JVM)
-    pairs = _jvm_pairs(dataset.load_clips())
-    scores = _score(stream.AmpTwin(params, rate, len(dataset.KNOBS)), pairs)
-    clips = {p.name: dict(scores[p.name], split=p.split) for p in pairs}
     runs = []
     for config in stages:
         config = ROOT / "resources" / "training" / config
-        report = json.loads((pathlib.Path(load_config(config)["out"]) / "report.json").read_text())
-        runs.append({"command": f"knobnet train {_shown(config)}", "config": report["config"], "steps": report["steps"],
+        out = pathlib.Path(load_config(config)["out"])
+        if not (out / "report.json").is_file():
+            raise FileNotFoundError(f"no report of {_shown(config)} at {_shown(out)}: run knobnet train {_shown(config)}")
+        report = json.loads((out / "report.json").read_text())
+        cfg = report["config"]
+        for section, key in (("data", "folder"), ("train", "init_from"), (None, "out")):  # as the repo writes them
+            where = cfg[section] if section else cfg
+            if where.get(key):
+                where[key] = _shown(pathlib.Path(where[key]))
+        runs.append({"command": f"knobnet train {_shown(config)}", "config": cfg, "steps": report["steps"],
                      "minutes": round(report["train_seconds"] / 60, 1), "history": report["history"]})
-    return {"clips": clips, "training": runs}
+    if (out / "model.npz").read_bytes() != SHIPPED_JVM.read_bytes():
+        raise ValueError(f"{_shown(out / 'model.npz')} is not {_shown(SHIPPED_JVM)}: these runs did not make the shipped weights")
+    params, rate, _ = stream.load(SHIPPED_JVM)
+    pairs = _jvm_pairs(dataset.load_clips())
+    scores = _score(stream.AmpTwin(params, rate, len(dataset.KNOBS)), pairs)
+    return {"clips": {p.name: dict(scores[p.name], split=p.split) for p in pairs}, "training": runs}
 
 
 def jvm_markdown(result) -> str:
@@ -199,8 +208,8 @@ def jvm_markdown(result) -> str:
              "means over the two clips of each kind. ESR pre: with the pre-emphasis filter of the training loss. "
              "RTF: one thread, 128-sample blocks, every model timed in this one sitting (compare ratios).", "",
              "Reproduce (after `python -m effects.ddsp.dataset out/datasets/jvm` and `knobnet train` of "
-             "resources/training/jvm-ddsp-spectral.yaml then jvm-ddsp.yaml (the shipped weights' two stages), "
-             "jvm-gru8.yaml and jvm-gru48.yaml): "
+             "resources/training/jvm-gru8.yaml and jvm-gru48.yaml; the shipped DDSP amp's two stages are in its "
+             "model card): "
              "`python -m effects.training.compare --jvm`. What the figures say about the DDSP amp: "
              "resources/jvm/MODEL_CARD.md.", "",
              "| model | params | ops/sample | RTF @128 | ESR seen | ESR unseen | ESR pre seen | ESR pre unseen "
@@ -230,7 +239,7 @@ def main(argv=None) -> None:
     parser.add_argument("--jvm", action="store_true", help="the JVM table (docs/jvm-comparison.md) instead")
     parser.add_argument("--jvm-card", action="store_true",
                         help="write the shipped JVM weights' metrics (resources/jvm/jvm_ddsp.metrics.json) instead")
-    parser.add_argument("--out", default=None, help="where to write the table (default: docs/...)")
+    parser.add_argument("--out", default=None, help="where to write (default: docs/..., or beside the JVM weights)")
     args = parser.parse_args(argv)
     if args.jvm_card:
         path = pathlib.Path(args.out or SHIPPED_JVM.with_suffix(".metrics.json"))

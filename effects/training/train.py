@@ -16,7 +16,7 @@ the state settles. Adam; the learning rate halves after ``lr_patience`` validati
 improvement; training stops after ``early_stop`` such validations or at ``steps``.
 ``train.init_from`` starts from another run's best weights; with ``train.match_polarity`` (models
 that can negate their output exactly: the DDSP amp) it first keeps whichever polarity validates
-better, since a waveform loss cannot cross from one polarity to the other.
+better, since a waveform loss rarely crosses from one polarity to the other.
 ``out/checkpoint.pt`` is written at every validation and a run given ``--resume`` goes on from it
 exactly (model, optimiser, scheduler and batch sampler state). At the end the best weights are
 exported (``out/model.npz``) and the *streaming* model (the kernels that play) is evaluated on every
@@ -65,17 +65,19 @@ class ModelType:
     ``build(model_cfg, num_conds)`` returns a torch module with ``forward(x, c)`` (batch, time) ->
     (batch, time), ``export(path, meta)`` and ``streaming_twin()``; the twin has ``stream()``,
     ``weights_into(cond, weights)``, ``num_conds`` and ``ops_per_sample`` (see ``finish``).
+    ``invertible``: the model has ``invert_output()`` (negates its output exactly), which
+    ``train.match_polarity`` needs.
     """
 
-    def __init__(self, defaults: dict, build):
-        self.defaults, self.build = defaults, build
+    def __init__(self, defaults: dict, build, invertible: bool = False):
+        self.defaults, self.build, self.invertible = defaults, build, invertible
 
 
 MODEL_TYPES = {
     "gru": ModelType(RNN_DEFAULTS, rnn_builder("gru")),
     "lstm": ModelType(RNN_DEFAULTS, rnn_builder("lstm")),
     "tcn": ModelType(TCN_DEFAULTS, build_tcn),
-    "ddsp": ModelType(DDSP_DEFAULTS, build_ddsp),
+    "ddsp": ModelType(DDSP_DEFAULTS, build_ddsp, invertible=True),
 }
 
 
@@ -125,6 +127,9 @@ def load_config(path) -> dict:
     cfg["out"] = str((path.parent / cfg["out"]).resolve())
     if cfg["train"]["init_from"] is not None:
         cfg["train"]["init_from"] = str((path.parent / cfg["train"]["init_from"]).resolve())
+    if cfg["train"]["match_polarity"] and not MODEL_TYPES[cfg["model"]["type"]].invertible:
+        raise ConfigError(f"{path.name}: train.match_polarity: model type '{cfg['model']['type']}' "
+                          "cannot invert its output")
     cfg["name"] = cfg["name"] or path.stem
     return cfg
 
@@ -262,8 +267,6 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     valid = ds.split("valid") or validation_from_training(ds.split("train"))
     state = {"step": 0, "history": [], "best_valid": float("inf"), "bad": 0, "best_model": None}
     ckpt_path = out / "checkpoint.pt"
-    if tc["match_polarity"] and not hasattr(model, "invert_output"):
-        raise ConfigError(f"train.match_polarity: model type '{cfg['model']['type']}' cannot invert its output")
     if tc["init_from"] is not None and not (resume and ckpt_path.is_file()):
         init_weights(model, tc["init_from"])
         log(f"starting from the best weights of {tc['init_from']}")
@@ -297,10 +300,11 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
         kept = validate()
         model.invert_output()
         flipped = validate()
-        if flipped >= kept:
+        invert = flipped < kept  # (False when either is NaN: the weights stay as they came)
+        if not invert:
             model.invert_output()
         log(f"output polarity: validation loss {kept:.4f} as it is, {flipped:.4f} inverted: "
-            + ("inverted" if flipped < kept else "kept"))
+            + ("inverted" if invert else "kept"))
 
     started = time.perf_counter() - state.get("seconds", 0.0)
     train_losses = state.setdefault("train_losses", [])
