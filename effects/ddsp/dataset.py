@@ -20,14 +20,13 @@ import json
 import pathlib
 import sys
 
-import numpy as np
-
 from effects.modelfile import shared_path
 
 DATA_DIR = shared_path("data", "jvm410h")
 HOLDOUT = ("B3_M7_T1_G5_file_7", "B0_M0_T10_G5_file_7", "B10_M0_T0_G5_file_8", "B1_M3_T7_G5_file_8")
 UNSEEN_SETTINGS = ("B3_M7_T1", "B0_M0_T10")
 KNOBS = ("gain", "bass", "middle", "treble")
+KNOB_RANGES = {k: (0.0, 10.0) for k in KNOBS}  # the panel scale the clips' knobs are given in
 LATENCY_SAMPLES = 6
 
 
@@ -51,7 +50,7 @@ def write_jvm_dataset(folder, data_dir=DATA_DIR) -> None:
     """Write the dataset folder (copies of the WAVs and dataset.json) for ``knobnet train``."""
     from effects.training.data import write_dataset
     clips = load_clips(data_dir)
-    write_dataset(folder, clips[0]["sample_rate"], {k: (0.0, 10.0) for k in KNOBS}, clips)
+    write_dataset(folder, clips[0]["sample_rate"], KNOB_RANGES, clips)
 
 
 def main(argv=None) -> None:

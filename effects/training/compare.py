@@ -117,11 +117,11 @@ def _twin(model_path, num_conds: int):
 
 
 def _jvm_pairs(clips):
-    """``Pair``s of the JVM clips (``dataset.load_clips``), knobs normalised as the dataset does (v / 5 - 1)."""
-    from effects.training.data import Pair
-    return [Pair(name=c["name"], x=c["x"], y=c["y"], knobs=c["knobs"],
-                 cond=np.array([v / 5.0 - 1.0 for v in c["knobs"].values()], np.float32), split=c["split"])
-            for c in clips]
+    """``Pair``s of the JVM clips (``dataset.load_clips``), knobs normalised as their dataset folder's are."""
+    from effects.ddsp.dataset import KNOB_RANGES
+    from effects.training.data import Pair, normalised_knobs
+    return [Pair(name=c["name"], x=c["x"], y=c["y"], knobs=c["knobs"], cond=normalised_knobs(c["knobs"], KNOB_RANGES),
+                 split=c["split"]) for c in clips]
 
 
 def _score(twin, pairs) -> dict:
@@ -133,16 +133,15 @@ def _score(twin, pairs) -> dict:
 def jvm_compare(runs=JVM_RUNS) -> dict:
     """Rows (per model: params, ops/sample, RTF at 128, per-clip metrics, training steps and time) and
     the held-out clips' names and splits, every model streamed over the latency-aligned clips."""
-    from effects.ddsp import amp, dataset, stream
+    from effects.ddsp import amp, dataset
     from effects.modelfile import ModelFileError
     from effects.training.train import load_config, streaming_rtf
 
     aligned = [p for p in _jvm_pairs(dataset.load_clips()) if p.split == "test"]
     rows = []
-    params, rate, _ = stream.load(SHIPPED_JVM)
-    twin = stream.AmpTwin(params, rate, len(dataset.KNOBS))
+    twin = _twin(SHIPPED_JVM, len(dataset.KNOBS))
     rows.append({"model": "DDSP amp, shipped weights", "params": amp.count_params(),
-                 "ops_per_sample": twin.ops_per_sample, "rtf_128": streaming_rtf(twin, rate),
+                 "ops_per_sample": twin.ops_per_sample, "rtf_128": streaming_rtf(twin, twin.sample_rate),
                  "clips": _score(twin, aligned), "training": "see resources/jvm/MODEL_CARD.md"})
     for label, config in runs:
         config = ROOT / "resources" / "training" / config  # (an absolute path stays itself)
@@ -174,7 +173,7 @@ def jvm_card_metrics(stages=("jvm-ddsp-spectral.yaml", "jvm-ddsp.yaml")) -> dict
     """What ``resources/jvm/jvm_ddsp.metrics.json`` holds: every clip's metrics for the shipped weights
     (streaming model, latency-aligned clips, with its split) and each training stage's config, steps,
     minutes and history (from the stages' ``report.json``)."""
-    from effects.ddsp import dataset, stream
+    from effects.ddsp import dataset
     from effects.training.train import load_config
     runs = []
     for config in stages:
@@ -192,9 +191,8 @@ def jvm_card_metrics(stages=("jvm-ddsp-spectral.yaml", "jvm-ddsp.yaml")) -> dict
                      "minutes": round(report["train_seconds"] / 60, 1), "history": report["history"]})
     if (out / "model.npz").read_bytes() != SHIPPED_JVM.read_bytes():
         raise ValueError(f"{_shown(out / 'model.npz')} is not {_shown(SHIPPED_JVM)}: these runs did not make the shipped weights")
-    params, rate, _ = stream.load(SHIPPED_JVM)
     pairs = _jvm_pairs(dataset.load_clips())
-    scores = _score(stream.AmpTwin(params, rate, len(dataset.KNOBS)), pairs)
+    scores = _score(_twin(SHIPPED_JVM, len(dataset.KNOBS)), pairs)
     return {"clips": {p.name: dict(scores[p.name], split=p.split) for p in pairs}, "training": runs}
 
 

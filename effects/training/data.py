@@ -93,6 +93,11 @@ def read_description(folder) -> tuple[dict, dict[str, tuple[float, float]], list
     return desc, knob_ranges, entries
 
 
+def normalised_knobs(knobs: dict, knob_ranges: dict) -> np.ndarray:
+    """A pair's conditioning vector: each knob of knob_ranges mapped from [lo, hi] to [-1, 1], in their order."""
+    return np.array([2 * (float(knobs[k]) - lo) / (hi - lo) - 1 for k, (lo, hi) in knob_ranges.items()], np.float32)
+
+
 def load_dataset(folder, max_latency_ms: float = 5.0) -> Dataset:
     """Read and validate a dataset folder.
 
@@ -147,19 +152,16 @@ def load_dataset(folder, max_latency_ms: float = 5.0) -> Dataset:
         unknown = set(knobs) - set(knob_ranges)
         if unknown:
             raise DatasetError(f"{name}: unknown knob(s) {', '.join(sorted(unknown))}")
-        cond = []
         for k, (lo, hi) in knob_ranges.items():
             if k not in knobs:
                 raise DatasetError(f"{name}: knob '{k}' has no value")
-            v = float(knobs[k])
-            if not lo <= v <= hi:
-                raise DatasetError(f"{name}: knob '{k}' = {v:g} is outside [{lo:g}, {hi:g}]")
-            cond.append(2 * (v - lo) / (hi - lo) - 1)
+            if not lo <= float(knobs[k]) <= hi:
+                raise DatasetError(f"{name}: knob '{k}' = {float(knobs[k]):g} is outside [{lo:g}, {hi:g}]")
         split = e.get("split")
         if split is not None and split not in SPLITS:
             raise DatasetError(f"{name}: split must be one of {', '.join(SPLITS)}, not {split!r}")
         pairs.append(Pair(name, xa.samples, ya.samples, {k: float(v) for k, v in knobs.items()},
-                          np.array(cond, np.float32), split))
+                          normalised_knobs(knobs, knob_ranges), split))
     return Dataset(folder, int(rate), knob_ranges, pairs, warnings)
 
 
