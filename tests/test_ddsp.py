@@ -90,7 +90,7 @@ def _twins(params, knobs, n=3000, seed=3):
 @pytest.mark.parametrize("knobs", [[5, 5, 5, 5, 5], [9, 0, 10, 2, 7], [1, 10, 3, 8, 3]])
 def test_training_and_streaming_twins_agree(knobs):
     params = amp.init_params(4)
-    params["ts.gain_slope"] = np.array([1.0, -0.5, 0.3])
+    params["ctrl.ts.2.w"] = 10.0 * params["ctrl.ts.2.w"]  # a tone stack that moves with its knobs
     y_train, y_stream = _twins(params, np.array(knobs, np.float64))
     assert np.abs(y_stream).max() > 0.01  # the signal gets through
     np.testing.assert_allclose(y_stream, y_train, atol=1e-4)
@@ -123,9 +123,9 @@ def test_a_knob_move_recomputes_only_what_the_knobs_move_and_gets_the_full_desig
 
 
 def test_counts_match_the_spec():
-    """4 MLPs of 1,248 + 33m params (m = 80 + 9 + 51 + 11 = 151) + 7 GRU1 x 12 + 6 tone gains = 10,065.
+    """4 MLPs of 1,248 + 33m params (m = 80 + 9 + 51 + 11 = 151) + 7 GRU1 x 12 = 10,059 (spec 7.4).
     Ops: 45 biquads x 9 + 7 GRU1 x 109 + 30 (phase splitter) + 16 gains + 2 + 3 (DC blocker) = 1,219."""
-    assert amp.count_params() == 4 * 1248 + 33 * 151 + 84 + 6 == 10065
+    assert amp.count_params() == 4 * 1248 + 33 * 151 + 84 == 10059
     assert amp.ops_per_sample() == 45 * 9 + 7 * 109 + 30 + 16 + 2 + 3 == 1219
 
 

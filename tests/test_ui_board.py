@@ -182,8 +182,11 @@ def test_jvm_inspector_curves_change_when_a_knob_moves(window, qtbot):
     after = inspector.stages[tone].magnitude_db
     # More treble lifts the top of the tone stack's response.
     assert after[-1] > before[-1] + 1.0
-    curve = inspector.response.listDataItems()[0]
-    np.testing.assert_allclose(curve.yData, after)
+    curves = inspector.response.listDataItems()
+    np.testing.assert_allclose(curves[0].yData, after)
+    # The circuit the tone stack was fitted to is drawn beside it, and moved with the knob too.
+    np.testing.assert_allclose(curves[-1].yData, inspector.stages[tone].reference_db)
+    assert curves[-1].name() == "circuit (fitted to)"
 
 
 def test_frame_timer_draws_scopes_and_meters(window, qtbot):

@@ -207,6 +207,9 @@ class JVMInspector(Inspector):
         for k, f in enumerate(s.filters):
             self.response.plot(s.freqs_hz, f.magnitude_db, pen=pg.mkPen(CURVE_COLORS[k % len(CURVE_COLORS)], width=1),
                                name=f"{f.name} {f.f_hz:.0f} Hz" if len(s.filters) <= 6 else None)
+        if s.reference_db is not None:
+            self.response.plot(s.freqs_hz, s.reference_db, pen=pg.mkPen(theme.MUTED, width=1.5, style=QtCore.Qt.DashLine),
+                               name=s.reference_name)
         self.transfer.clear()
         for k, nl in enumerate(s.nonlinearities):
             color = CURVE_COLORS[k % len(CURVE_COLORS)]

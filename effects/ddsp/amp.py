@@ -17,15 +17,17 @@ Knobs [ours], because the JVM data holds gain 5 only and one (unrecorded) master
   by ``GAIN_DB_PER_STEP`` dB per knob step from 5: more gain drives the later GRU1s harder, so
   it gives more distortion and compression by construction, continuously.
 - master scales the power amp's input M by (master / 5)^2 (audio taper; unity at 5).
-- Tone-stack gains are monotone in their own knob by construction:
-  G_dB = -24 + 48 s(a + softplus(k) c) for (LS, bass), (PK, middle), (HS, treble); the tone-stack
-  controller sets the frequencies and Qs from bass, middle and treble.
+- The tone stack is the only stage that sees bass, middle and treble. Its controller is fitted to
+  the JVM's tone-stack circuit (``effects.ddsp.tonestack``) when the model is built and held there
+  while the amp trains: three recorded tone settings cannot teach how the knobs move the response,
+  the circuit can.
 
 Threads: the torch model runs on the training thread; ``dsp_params`` also runs on the GUI
 thread (inspection) and at control ticks on the audio thread (NumPy).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -93,11 +95,10 @@ def controller(params: dict, name: str, c, xp):
     return _sigmoid(v, xp)
 
 
-def group_design(u, sample_rate: float, gain_db=None):
+def group_design(u, sample_rate: float):
     """Frequencies, gains and Qs of a low shelf, peak and high shelf from u (..., 9) = (f, G, Q) each.
 
-    f = f_lo (f_hi / f_lo)^u capped at 0.45 f_s, G_dB = -24 + 48 u, Q log-mapped (spec 7.2);
-    gain_db (..., 3) replaces the gains when given (the tone stack's monotone gains).
+    f = f_lo (f_hi / f_lo)^u capped at 0.45 f_s, G_dB = -24 + 48 u, Q log-mapped (spec 7.2).
 
     Returns:
         (..., 3, 3): per filter (f_hz, gain_db, q).
@@ -107,7 +108,7 @@ def group_design(u, sample_rate: float, gain_db=None):
     q_lo, q_hi = _const([r[0] for r in Q_RANGE], u), _const([r[1] for r in Q_RANGE], u)
     f_hz = f_lo * (f_hi / f_lo) ** u[..., 0:9:3]  # the three filters at once: (..., 3)
     f_hz = xp.minimum(f_hz, 0.45 * sample_rate) if xp is np else f_hz.clamp(max=0.45 * sample_rate)
-    g_db = -24.0 + 48.0 * u[..., 1:9:3] if gain_db is None else gain_db
+    g_db = -24.0 + 48.0 * u[..., 1:9:3]
     q = q_lo * (q_hi / q_lo) ** u[..., 2:9:3]
     return xp.stack([f_hz, g_db, q], -1)
 
@@ -191,16 +192,10 @@ def dsp_design(params: dict, knobs_panel, sample_rate: float):
 def tone_stack_design(params: dict, c, sample_rate: float):
     """The tone stack's (LS, PK, HS) designs (..., 3, 3) for normalised knobs c (..., 5).
 
-    Its gains are monotone in their own knob by construction (module doc); the tone-stack
-    controller sets the frequencies and Qs from bass, middle and treble. With ``knob_gains`` this is
-    all of the amp that the knobs move (the other controllers see only held knobs): the streaming
-    twin recomputes just these at a knob move.
+    With ``knob_gains`` this is all of the amp that the knobs move (the other controllers see only
+    held knobs): the streaming twin recomputes just these at a knob move.
     """
-    xp = _xp(c)
-    knob_c = xp.stack([c[..., 1], c[..., 2], c[..., 3]], -1)
-    slope = xp.log1p(xp.exp(params["ts.gain_slope"]))  # softplus
-    return group_design(controller(params, "ts", c, xp), sample_rate,
-                        -24.0 + 48.0 * _sigmoid(params["ts.gain_offset"] + slope * knob_c, xp))
+    return group_design(controller(params, "ts", c, _xp(c)), sample_rate)
 
 
 def knob_gains(knobs_panel):
@@ -218,8 +213,6 @@ def param_shapes() -> dict[str, tuple[int, ...]]:
         for i, (n_in, n_out) in enumerate(((len(KNOBS), HIDDEN), (HIDDEN, HIDDEN), (HIDDEN, m))):
             shapes[f"ctrl.{name}.{i}.w"] = (n_out, n_in)
             shapes[f"ctrl.{name}.{i}.b"] = (n_out,)
-    shapes["ts.gain_offset"] = (3,)
-    shapes["ts.gain_slope"] = (3,)
     shapes["gru"] = (N_GRUS, gru1.N_PARAMS)
     return shapes
 
@@ -238,8 +231,6 @@ def init_params(seed: int = 0) -> dict[str, np.ndarray]:
             fan_in = shape[-1] if len(shape) == 2 else p[name[:-1] + "w"].shape[1]
             bound = 1.0 / math.sqrt(fan_in) * (0.1 if ".2." in name else 1.0)
             p[name] = rng.uniform(-bound, bound, shape)
-    p["ts.gain_offset"] = np.zeros(3)
-    p["ts.gain_slope"] = np.zeros(3)  # softplus(0) = 0.69: +-8 dB over the knob at the start
     g = rng.uniform(-0.1, 0.1, (N_GRUS, gru1.N_PARAMS))
     g[:, 2] = 1.0
     g[:, 7] = g[:, 10] = -1.0
@@ -302,10 +293,11 @@ class DDSPAmp:
         sample_rate: in Hz.
         n_fft: smallest FFT of the frequency-sampled filters (grown to 2T for longer inputs).
         num_conds: 4 (gain, bass, middle, treble; master held at 5) or 5 (with master).
+        frozen: name prefixes of parameters that do not train (``requires_grad`` off).
     """
 
     def __new__(cls, params: dict | None = None, sample_rate: float = 44100.0, n_fft: int = 16384,
-                num_conds: int = 5, seed: int = 0):
+                num_conds: int = 5, seed: int = 0, frozen: tuple[str, ...] = ()):
         import torch
         if num_conds not in (len(KNOBS) - 1, len(KNOBS)):
             raise ValueError(f"the DDSP amp takes the knobs {', '.join(KNOBS)} (master optional), "
@@ -319,7 +311,8 @@ class DDSPAmp:
                 self.num_conds = num_conds
                 init = params if params is not None else init_params(seed)
                 self.p = torch.nn.ParameterDict(
-                    {k.replace(".", "_"): torch.nn.Parameter(torch.as_tensor(np.asarray(init[k]), dtype=torch.float32))
+                    {k.replace(".", "_"): torch.nn.Parameter(torch.as_tensor(np.asarray(init[k]), dtype=torch.float32),
+                                                             requires_grad=not k.startswith(frozen))
                      for k in param_shapes()})
 
             def named(self) -> dict:
@@ -382,11 +375,25 @@ class DDSPAmp:
 
 #: ``knobnet train`` model keys of type ``ddsp`` (effects.training.train.MODEL_TYPES).
 DDSP_DEFAULTS = {"sample_rate": 44100.0, "n_fft": 16384}
+TONE_STACK_PARAMS = ("ctrl.ts.",)  # name prefix of the tone stack's parameters (held while training)
+
+
+@functools.lru_cache(maxsize=4)
+def _circuit_fitted_init(seed: int, sample_rate: float) -> tuple[dict, float]:
+    """``init_params(seed)`` with the tone stack fitted to the circuit, and the fit's RMS error in dB
+    (deterministic, so kept: each stage of a multi-stage training builds the same start)."""
+    from effects.ddsp import tonestack
+    return tonestack.fit_tone_stack(init_params(seed), sample_rate)
 
 
 def build_ddsp(m: dict, num_conds: int):
     """``knobnet train`` builder: a DDSP amp at ``m["sample_rate"]`` with ``init_params`` seeded from
-    torch's seed (``train.seed``). The dataset's knobs must be gain, bass, middle, treble[, master]
+    torch's seed (``train.seed``) and its tone stack fitted to the circuit and frozen (module doc;
+    ``build_notes`` says how well it fits). The dataset's knobs must be gain, bass, middle, treble[, master]
     over 0..10; ``export`` refuses a dataset rate other than ``sample_rate``."""
     import torch
-    return DDSPAmp(None, m["sample_rate"], m["n_fft"], num_conds, seed=torch.initial_seed() % 2 ** 32)
+    params, rms_db = _circuit_fitted_init(torch.initial_seed() % 2 ** 32, m["sample_rate"])
+    model = DDSPAmp(params, m["sample_rate"], m["n_fft"], num_conds, frozen=TONE_STACK_PARAMS)
+    model.build_notes = [f"tone stack fitted to the JVM's tone-stack circuit: RMS error {rms_db:.2f} dB "
+                         "over its knob grid; held while the amp trains"]
+    return model

@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from effects.ddsp import amp, biquad, gru1
+from effects.ddsp import amp, biquad, gru1, tonestack
 
 
 @dataclasses.dataclass
@@ -46,7 +46,9 @@ class Stage:
     """A stage of the amp: its filters, nonlinearities and gains, and the response of its linear part.
 
     ``magnitude_db``/``phase_rad`` are the response of the stage's filters and gains with every
-    nonlinearity replaced by unit gain (the small-signal path without the GRU1s).
+    nonlinearity replaced by unit gain (the small-signal path without the GRU1s). ``reference_db``,
+    where a stage has one, is what it was fitted to (the tone stack: the JVM's tone-stack circuit,
+    shifted to the stage's mean level over the fit's band), named by ``reference_name``.
     """
     name: str
     freqs_hz: np.ndarray  # (K,) log-spaced grid
@@ -55,6 +57,8 @@ class Stage:
     filters: list[FilterCurve]
     nonlinearities: list[NonlinearityCurve]
     gains_db: dict[str, float]
+    reference_name: str = ""
+    reference_db: np.ndarray | None = None
 
 
 def _db(h):
@@ -108,7 +112,12 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
         out.append(stage(f"preamp WH{k + 1}", h_of(s) * h_of(s + 3) * g_pre * g_post,
                          filters("H1", s) + filters("H2", s + 3),
                          [gru_curve(f"WH{k + 1} GRU1", k, g_pre, g_post)], {"pre": g_pre, "post": g_post}))
-    out.append(stage("tone stack", h_of(amp.SOS_TS), filters("tone", amp.SOS_TS), [], {}))
+    tone = stage("tone stack", h_of(amp.SOS_TS), filters("tone", amp.SOS_TS), [], {})
+    circuit_db = _db(tonestack.circuit_response(freqs_hz, *np.asarray(knobs_panel, np.float64)[1:4]))
+    band = (freqs_hz >= tonestack.FIT_HZ[0]) & (freqs_hz <= tonestack.FIT_HZ[1])
+    tone.reference_name = "circuit (fitted to)"
+    tone.reference_db = circuit_db + np.mean(tone.magnitude_db[band] - circuit_db[band])
+    out.append(tone)
     # Power amp: small-signal a = M G F_nfb x, tanh'(0) = 1, x3 = WH+(a) - WH-(-a) -> both paths add.
     m, g = gains[amp.G_M], gains[amp.G_G]
     gp, gm = gains[amp.G_WH_PLUS:amp.G_WH_PLUS + 2], gains[amp.G_WH_MINUS:amp.G_WH_MINUS + 2]

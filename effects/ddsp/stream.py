@@ -24,7 +24,9 @@ from effects.kernels import tanh32
 from effects.modelfile import load_npz_model, save_npz_model
 from effects.pedal import ModelFileError
 
-FORMAT = "knobnet-ddsp-amp-1"
+FORMAT = "knobnet-ddsp-amp-2"
+#: Earlier tags: 1 held the tone stack's own knob-monotone gains (ts.gain_offset, ts.gain_slope), before it was the circuit's.
+OLD_FORMATS = ("knobnet-ddsp-amp-1",)
 CHUNK = 128  # samples per pipeline pass in amp_run (scratch size)
 
 
@@ -196,7 +198,13 @@ def load(path) -> tuple[dict[str, np.ndarray], float, dict]:
         params by name, sample rate in Hz, metadata dict.
     """
     name = pathlib.Path(path).name
-    data, meta = load_npz_model(path, FORMAT, "DDSP amp")
+    try:
+        data, meta = load_npz_model(path, FORMAT, "DDSP amp")
+    except ModelFileError as exc:
+        if any(f"'{tag}'" in str(exc) for tag in OLD_FORMATS):
+            raise ModelFileError(f"{name} was written by an earlier knobnet, whose DDSP amp had another tone stack: "
+                                 "train it again (knobnet train)") from None
+        raise
     try:
         sample_rate = float(meta["sample_rate"])
     except (KeyError, ValueError, TypeError):

@@ -66,7 +66,7 @@ class ModelType:
     (batch, time), ``export(path, meta)`` and ``streaming_twin()``; the twin has ``stream()``,
     ``weights_into(cond, weights)``, ``num_conds`` and ``ops_per_sample`` (see ``finish``).
     ``invertible``: the model has ``invert_output()`` (negates its output exactly), which
-    ``train.match_polarity`` needs.
+    ``train.match_polarity`` needs. A model may carry ``build_notes`` (lines the log shows after building).
     """
 
     def __init__(self, defaults: dict, build, invertible: bool = False):
@@ -254,6 +254,8 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     out = pathlib.Path(cfg["out"])
     out.mkdir(parents=True, exist_ok=True)
     model = build_model(cfg, len(ds.knob_ranges))
+    for line in getattr(model, "build_notes", ()):
+        log(line)
     field = getattr(model, "receptive_field", 1)
     if dc["warmup"] < field - 1:
         raise ConfigError(f"data.warmup ({dc['warmup']}) is shorter than the model's receptive field ({field} "
