@@ -152,6 +152,13 @@ def test_knobnet_train_trains_the_ddsp_amp_into_a_pedal_weights_file(tmp_path):
     history = report["history"]
     assert history[-1]["train"] < history[0]["train"]
     assert report["params"] == amp.count_params() and report["ops_per_sample"] == amp.ops_per_sample()
+    # The tone stack trained not at all: it is the circuit fit the model was built with.
+    exported = stream.load(tmp_path / "run" / "model.npz")[0]
+    fitted = amp.circuit_fitted_init(0, 44100.0)[0]
+    for k in fitted:
+        if k.startswith(amp.TONE_STACK_PARAMS):
+            np.testing.assert_array_equal(exported[k], fitted[k].astype(np.float32), err_msg=k)
+    assert not np.array_equal(exported["gru"], fitted["gru"].astype(np.float32))  # the rest did train
     pedal = JVM(model_path=tmp_path / "run" / "model.npz")
     y = pedal.process(pairs[2]["x"])
     assert metrics(y, pairs[2]["y"])["esr"] == pytest.approx(report["test"][0]["esr"], rel=1e-4)

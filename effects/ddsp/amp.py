@@ -386,13 +386,19 @@ def _circuit_fitted_init(seed: int, sample_rate: float) -> tuple[dict, float]:
     return tonestack.fit_tone_stack(init_params(seed), sample_rate)
 
 
+def circuit_fitted_init(seed: int, sample_rate: float) -> tuple[dict, float]:
+    """``_circuit_fitted_init`` with arrays of the caller's own."""
+    params, rms_db = _circuit_fitted_init(seed, sample_rate)
+    return {k: v.copy() for k, v in params.items()}, rms_db
+
+
 def build_ddsp(m: dict, num_conds: int):
     """``knobnet train`` builder: a DDSP amp at ``m["sample_rate"]`` with ``init_params`` seeded from
     torch's seed (``train.seed``) and its tone stack fitted to the circuit and frozen (module doc;
     ``build_notes`` says how well it fits). The dataset's knobs must be gain, bass, middle, treble[, master]
     over 0..10; ``export`` refuses a dataset rate other than ``sample_rate``."""
     import torch
-    params, rms_db = _circuit_fitted_init(torch.initial_seed() % 2 ** 32, m["sample_rate"])
+    params, rms_db = circuit_fitted_init(torch.initial_seed() % 2 ** 32, m["sample_rate"])
     model = DDSPAmp(params, m["sample_rate"], m["n_fft"], num_conds, frozen=TONE_STACK_PARAMS)
     model.build_notes = [f"tone stack fitted to the JVM's tone-stack circuit: RMS error {rms_db:.2f} dB "
                          "over its knob grid; held while the amp trains"]

@@ -48,7 +48,7 @@ class Stage:
     ``magnitude_db``/``phase_rad`` are the response of the stage's filters and gains with every
     nonlinearity replaced by unit gain (the small-signal path without the GRU1s). ``reference_db``,
     where a stage has one, is what it was fitted to (the tone stack: the JVM's tone-stack circuit,
-    shifted to the stage's mean level over the fit's band), named by ``reference_name``.
+    shifted by one level for all knob settings, ``_circuit_db``), named by ``reference_name``.
     """
     name: str
     freqs_hz: np.ndarray  # (K,) log-spaced grid
@@ -113,10 +113,8 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
                          filters("H1", s) + filters("H2", s + 3),
                          [gru_curve(f"WH{k + 1} GRU1", k, g_pre, g_post)], {"pre": g_pre, "post": g_post}))
     tone = stage("tone stack", h_of(amp.SOS_TS), filters("tone", amp.SOS_TS), [], {})
-    circuit_db = _db(tonestack.circuit_response(freqs_hz, *np.asarray(knobs_panel, np.float64)[1:4]))
-    band = (freqs_hz >= tonestack.FIT_HZ[0]) & (freqs_hz <= tonestack.FIT_HZ[1])
     tone.reference_name = "circuit (fitted to)"
-    tone.reference_db = circuit_db + np.mean(tone.magnitude_db[band] - circuit_db[band])
+    tone.reference_db = _circuit_db(params, np.asarray(knobs_panel, np.float64), freqs_hz, sample_rate)
     out.append(tone)
     # Power amp: small-signal a = M G F_nfb x, tanh'(0) = 1, x3 = WH+(a) - WH-(-a) -> both paths add.
     m, g = gains[amp.G_M], gains[amp.G_G]
@@ -134,6 +132,21 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
     out.append(stage("output transformer", h_of(amp.SOS_OT) * g_ot * g_out, filters("OT", amp.SOS_OT),
                      [gru_curve("OT GRU1", amp.GRU_OT, g_ot, 1.0)], {"in": g_ot, "out": g_out}))
     return out
+
+
+def _circuit_db(params: dict, knobs_panel: np.ndarray, freqs_hz: np.ndarray, sample_rate: float) -> np.ndarray:
+    """The tone-stack circuit's response (dB) at the knobs, shifted by one level for all knob settings:
+    where the tone stack meets it at bass, middle and treble 5 (mean over the fit's band), so that a
+    level the fit missed at other settings shows."""
+    middle = knobs_panel.copy()
+    middle[1:4] = 5.0
+    sos = amp.design_sos(amp.tone_stack_design(params, amp.normalise(middle), sample_rate), sample_rate)
+    stack_db = _db(biquad.response(sos, 2.0 * np.pi * freqs_hz / sample_rate))
+    circuit_middle_db = _db(tonestack.circuit_response(freqs_hz, 5.0, 5.0, 5.0))
+    band = (freqs_hz >= tonestack.FIT_HZ[0]) & (freqs_hz <= tonestack.FIT_HZ[1])
+    band = band if band.any() else np.ones_like(band)
+    offset = np.mean(stack_db[band] - circuit_middle_db[band])
+    return _db(tonestack.circuit_response(freqs_hz, *knobs_panel[1:4])) + offset
 
 
 def _run_gru(v: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -191,6 +191,15 @@ def save(path, params: dict, sample_rate: float, meta: dict | None = None) -> No
     save_npz_model(path, FORMAT, params, dict(meta or {}, sample_rate=float(sample_rate)))
 
 
+def _format_tag(path) -> str | None:
+    """The format tag of an .npz file, or None where it has none or cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return str(z["format"]) if "format" in z.files else None
+    except Exception:
+        return None
+
+
 def load(path) -> tuple[dict[str, np.ndarray], float, dict]:
     """Read a DDSP amp weights file; ModelFileError (one line) for anything else.
 
@@ -200,8 +209,8 @@ def load(path) -> tuple[dict[str, np.ndarray], float, dict]:
     name = pathlib.Path(path).name
     try:
         data, meta = load_npz_model(path, FORMAT, "DDSP amp")
-    except ModelFileError as exc:
-        if any(f"'{tag}'" in str(exc) for tag in OLD_FORMATS):
+    except ModelFileError:
+        if _format_tag(path) in OLD_FORMATS:
             raise ModelFileError(f"{name} was written by an earlier knobnet, whose DDSP amp had another tone stack: "
                                  "train it again (knobnet train)") from None
         raise

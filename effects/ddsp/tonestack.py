@@ -1,4 +1,4 @@
-"""The JVM's tone-stack circuit, as the prior that fits the DDSP amp's tone stack (``tone_stack: circuit``).
+"""The JVM's tone-stack circuit, which the DDSP amp's tone stack is fitted to before it trains.
 
 The recordings hold 3 tone settings for training (5 exist; resources/jvm/MODEL_CARD.md), too few to
 learn from them how bass, middle and treble move the response. The amp's tone stack is a passive
@@ -7,8 +7,8 @@ slope resistor R1 33k, treble cap C1 470 pF, bass and middle caps C2 = C3 22 nF,
 200k, bass pot RB 1M, middle pot RM 20k, loaded by R2 39k into the 1M volume pot. Its response
 follows from nodal analysis (``circuit_response``); ``fit_tone_stack`` fits the DDSP tone stack
 (LS, PK, HS biquads driven by the tone-stack controller, spec section 7) to it over a grid of
-knob settings, and the ``ddsp`` model type with ``tone_stack: circuit`` keeps those parameters
-fixed while the rest of the amp trains: the data teach the amp, the circuit teaches the knobs.
+knob settings, and the ``ddsp`` model type keeps those parameters fixed while the rest of the amp
+trains (``amp.build_ddsp``): the data teach the amp, the circuit teaches the knobs.
 
 Wiring (Yeh & Smith's TMB; node names are ours): input -> C1 -> T; T -(1 - t) RT- out -t RT- X;
 X -b RB- M; M -m RM- ground; input -R1- S; S -C2- X; S -C3- M; out -(R2 + RV)- ground. The pot
@@ -22,7 +22,8 @@ per band) with the circuit's (``recorded_against_circuit``). The pot's end resis
 set on the training pairs only (B10_M0_T0 and B1_M3_T7, files 1-5): 1 % of the pot fits them best of
 0.3-2 % (2.07 dB RMS; 0.01 % would be 2.47 dB and puts a 20k middle pot at 2 ohm).
 
-Runs on the training thread (``knobnet train``) and the CLI thread.
+Runs on the training thread (``knobnet train``), the CLI thread and, for ``circuit_response`` (the
+inspector's reference curve), the GUI thread.
 """
 from __future__ import annotations
 
@@ -95,8 +96,9 @@ def fit_targets():
 def fit_tone_stack(params: dict, sample_rate: float, steps: int = 3000, log=None) -> tuple[dict, float]:
     """Parameters with the tone stack (its controller) fitted to the circuit.
 
-    Adam on the mean squared dB error over ``fit_targets``' grid, FIT_BATCH settings a step drawn by a
-    seeded generator (deterministic).
+    Adam on the mean squared dB error less its mean (one level for all settings is the other stages'
+    to set) over ``fit_targets``' grid, FIT_BATCH settings a step drawn by a seeded generator
+    (deterministic).
 
     Args:
         params: DDSP amp parameters (NumPy) by name; the other stages' are returned unchanged.
