@@ -197,7 +197,11 @@ def recorded_against_circuit(clips) -> list[dict]:
 
 
 def main() -> None:
+    import sys
+
     from effects.ddsp import dataset
+    if not (dataset.DATA_DIR / "clips.json").is_file():
+        sys.exit(f"tonestack: the JVM recordings are not at {dataset.DATA_DIR} (../shared/data/jvm410h)")
     rows = recorded_against_circuit(dataset.load_clips())
     centres = np.sqrt(BAND_EDGES_HZ[:-1] * BAND_EDGES_HZ[1:])
     print("band centres (Hz):    " + " ".join(f"{f:6.0f}" for f in centres))
