@@ -82,8 +82,13 @@ def save_npz_model(path, model_format: str, arrays: dict, meta: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_npz_model(path, model_format: str, what: str) -> tuple[dict[str, np.ndarray], dict]:
-    """Read a knobnet weights file of the given format; ModelFileError (one line) for anything else."""
+def load_npz_model(path, model_format: str, what: str,
+                   retired: dict[str, str] | None = None) -> tuple[dict[str, np.ndarray], dict]:
+    """Read a knobnet weights file of the given format; ModelFileError (one line) for anything else.
+
+    ``retired`` maps format tags of earlier knobnet versions of this model to why such a file
+    cannot be played any more (the error then says that, and to train it again).
+    """
     import json
     path = pathlib.Path(path)
     if not path.is_file():
@@ -102,6 +107,8 @@ def load_npz_model(path, model_format: str, what: str) -> tuple[dict[str, np.nda
         meta = json.loads(str(data.pop("meta")))
     except ValueError:
         raise ModelFileError(f"{path.name}: metadata is unreadable") from None
+    if tag in (retired or {}):
+        raise ModelFileError(f"{path.name} was written by an earlier knobnet ({retired[tag]}): train it again (knobnet train)")
     if tag != model_format:
         raise ModelFileError(f"{path.name} is a '{tag}' file, not a knobnet {what} weights file")
     for k, v in data.items():

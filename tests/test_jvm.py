@@ -59,7 +59,7 @@ def test_bad_model_files_raise_one_line_model_file_errors(tmp_path):
     with open(tmp_path / "v1.npz", "wb") as f:
         np.savez(f, format=np.array("knobnet-ddsp-amp-1"), meta=np.array(json.dumps({"sample_rate": rate})), **params)
     cases = {"missing.npz": "not found", "text.npz": "not a knobnet DDSP amp", "other.npz": "format tag",
-             "shape.npz": "gru has shape", "48k.npz": "trained at 48000", "v1.npz": "earlier knobnet.*train it again"}
+             "shape.npz": "gru has shape", "48k.npz": "trained at 48000", "v1.npz": "earlier knobnet.*own tone stack.*train it again"}
     for name, message in cases.items():
         with pytest.raises(ModelFileError, match=message) as exc:
             JVM(model_path=tmp_path / name)

@@ -25,8 +25,7 @@ from effects.modelfile import load_npz_model, save_npz_model
 from effects.pedal import ModelFileError
 
 FORMAT = "knobnet-ddsp-amp-2"
-#: Earlier tags: 1 held the tone stack's own knob-monotone gains (ts.gain_offset, ts.gain_slope), before it was the circuit's.
-OLD_FORMATS = ("knobnet-ddsp-amp-1",)
+RETIRED_FORMATS = {"knobnet-ddsp-amp-1": "its DDSP amp learned its own tone stack; this one is the circuit's"}
 CHUNK = 128  # samples per pipeline pass in amp_run (scratch size)
 
 
@@ -191,15 +190,6 @@ def save(path, params: dict, sample_rate: float, meta: dict | None = None) -> No
     save_npz_model(path, FORMAT, params, dict(meta or {}, sample_rate=float(sample_rate)))
 
 
-def _format_tag(path) -> str | None:
-    """The format tag of an .npz file, or None where it has none or cannot be read."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return str(z["format"]) if "format" in z.files else None
-    except Exception:
-        return None
-
-
 def load(path) -> tuple[dict[str, np.ndarray], float, dict]:
     """Read a DDSP amp weights file; ModelFileError (one line) for anything else.
 
@@ -207,13 +197,7 @@ def load(path) -> tuple[dict[str, np.ndarray], float, dict]:
         params by name, sample rate in Hz, metadata dict.
     """
     name = pathlib.Path(path).name
-    try:
-        data, meta = load_npz_model(path, FORMAT, "DDSP amp")
-    except ModelFileError:
-        if _format_tag(path) in OLD_FORMATS:
-            raise ModelFileError(f"{name} was written by an earlier knobnet, whose DDSP amp had another tone stack: "
-                                 "train it again (knobnet train)") from None
-        raise
+    data, meta = load_npz_model(path, FORMAT, "DDSP amp", RETIRED_FORMATS)
     try:
         sample_rate = float(meta["sample_rate"])
     except (KeyError, ValueError, TypeError):

@@ -73,7 +73,7 @@ def circuit_response(freqs_hz, bass, middle, treble, parts=PARTS):
 
     p = parts
     from_input(T, s * p["C1"])
-    from_input(S, 1.0 / p["R1"] + 0 * s)
+    from_input(S, 1.0 / p["R1"])
     between(T, OUT, 1.0 / ((1.0 - t) * p["RT"]))
     between(OUT, X, 1.0 / (t * p["RT"]))
     between(X, M, 1.0 / (b * p["RB"]))
