@@ -110,6 +110,9 @@ def test_tiny_training_run_reduces_the_loss_and_writes_a_report(tmp_path, toy_da
     out = tmp_path / "run"
     assert (out / "loss_curves.png").stat().st_size > 1000 and "| p7 |" in (out / "report.md").read_text()
     assert report["test"][0]["pair"] == "p7" and report["params"] == 3 * 6 * (2 + 6) + 6 * 6 + 7
+    bands = report["test"][0]["esr_bands"]  # where the error lies: octave bands adding up to the ESR
+    assert sum(bands.values()) == pytest.approx(report["test"][0]["esr"], rel=1e-3)
+    assert (out / "error_bands.png").stat().st_size > 1000 and "ESR by octave band" in (out / "report.md").read_text()
     twin, meta = load_conditioned_gru(out / "model.npz", num_conds=1)
     assert meta["knobs"] == {"drive": [0, 10]}
 
@@ -172,6 +175,32 @@ def test_without_a_validation_split_every_knob_setting_is_validated():
              for k, n in ((0, 5), (1, 1), (2, 5)) for i in range(n)]
     assert [p.name for p in validation_from_training(pairs)] == ["00", "10", "20", "01"]
     assert [p.name for p in validation_from_training(pairs[:2])] == ["00", "01"]
+
+
+def test_esr_by_band_puts_the_error_where_it_is():
+    """A 1 kHz error on a broadband target: the 800-1600 Hz band holds it all (0.1^2 / 1 = 0.01 of
+    a unit-power target, up to the noise's own spread)."""
+    from effects.training.losses import esr_by_band
+    rate = 48000
+    target = np.random.default_rng(0).standard_normal(rate)
+    pred = target + 0.1 * np.sqrt(2) * np.sin(2 * np.pi * 1000 * np.arange(rate) / rate)
+    bands = esr_by_band(pred, target, rate)
+    assert list(bands)[0] == "0-100" and list(bands)[-1] == "12800-24000"
+    assert bands["800-1600"] == pytest.approx(0.01 / np.mean(target ** 2), rel=1e-6)
+    assert sum(v for k, v in bands.items() if k != "800-1600") < 1e-12
+
+
+def test_balanced_sampling_weighs_each_knob_setting_alike():
+    """Settings recorded 5, 1 and 5 times: plain sampling draws the lone pair ~1/11 of the time,
+    balanced sampling ~1/3 (4,000 draws: standard error under 0.008)."""
+    from effects.training.data import Pair
+    from effects.training.train import SegmentSampler
+    pairs = [Pair(f"{k}{i}", np.full(8, float(k), np.float32), np.zeros(8, np.float32), {}, np.array([float(k)]),
+                  "train") for k, n in ((0, 5), (1, 1), (2, 5)) for i in range(n)]
+    for balance, share in ((False, 1 / 11), (True, 1 / 3)):
+        x, _, c = SegmentSampler(pairs, 4, seed=0, balance_settings=balance).batch(4000)
+        assert torch.equal(x[:, 0], c[:, 0])  # each segment carries its own pair's knobs
+        assert float((c[:, 0] == 1).float().mean()) == pytest.approx(share, abs=0.03)
 
 
 def test_config_that_is_not_yaml(tmp_path):

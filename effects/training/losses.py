@@ -4,6 +4,7 @@ All take predictions and targets of shape (B, T) (or (T,)) as torch tensors.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 PRE_EMPHASIS_TAPS = 2000
@@ -99,3 +100,25 @@ def metrics(pred, target) -> dict[str, float]:
         "mae": float(mae(pred, target)),
         "mrstft": float(mrstft(pred, target)),
     }
+
+
+ERROR_BAND_EDGES_HZ = (0.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, 12800.0)  # octaves; the last to Nyquist
+
+
+def esr_by_band(pred, target, sample_rate: float) -> dict[str, float]:
+    """Where a clip's error lies: the error's energy in each octave band (``ERROR_BAND_EDGES_HZ``, the
+    last band up to Nyquist) over the target's whole energy, so the bands add up to the plain ESR.
+    Keys name the bands ("0-100", ..., "12800-22050")."""
+    pred = np.asarray(pred, np.float64).ravel()
+    target = np.asarray(target, np.float64).ravel()
+    e = np.abs(np.fft.rfft(pred - target)) ** 2
+    y = np.abs(np.fft.rfft(target)) ** 2
+    weight = np.full(len(e), 2.0)  # Parseval: the bins that stand for a negative frequency too
+    weight[0] = 1.0
+    if len(target) % 2 == 0:
+        weight[-1] = 1.0
+    total = max(float((weight * y).sum()), 1e-30)
+    hz = np.fft.rfftfreq(len(target), 1.0 / sample_rate)
+    edges = [*ERROR_BAND_EDGES_HZ, sample_rate / 2.0 + 1.0]
+    return {f"{lo:.0f}-{min(hi, sample_rate / 2.0):.0f}": float((weight * e)[(hz >= lo) & (hz < hi)].sum() / total)
+            for lo, hi in zip(edges[:-1], edges[1:]) if lo < sample_rate / 2.0}

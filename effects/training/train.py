@@ -12,7 +12,8 @@ Runs on the CLI's thread (torch uses ``train.threads`` threads). A config is a s
 Paths are relative to the config file. ``train.device`` is ``auto`` (a CUDA GPU when torch sees one,
 else the CPU), ``cpu`` or ``cuda`` (``effects.training.device``: the recurrences stay on the CPU).
 Segments start from zero state; the first ``warmup`` samples of each are left out of the loss while
-the state settles. Adam; the learning rate halves after ``lr_patience`` validations without
+the state settles. With ``data.balance_settings`` each segment first draws a knob setting, then a
+pair of it, so a setting recorded once weighs as much as one recorded five times. Adam; the learning rate halves after ``lr_patience`` validations without
 improvement; training stops after ``early_stop`` such validations or at ``steps``.
 ``train.init_from`` starts from another run's best weights; with ``train.match_polarity`` (models
 that can negate their output exactly: the DDSP amp) it first keeps whichever polarity validates
@@ -20,7 +21,8 @@ better, since a waveform loss rarely crosses from one polarity to the other.
 ``out/checkpoint.pt`` is written at every validation and a run given ``--resume`` goes on from it
 exactly (model, optimiser, scheduler and batch sampler state). At the end the best weights are
 exported (``out/model.npz``) and the *streaming* model (the kernels that play) is evaluated on every
-test pair: ``out/report.md``, ``report.json`` and ``loss_curves.png``.
+test pair: ``out/report.md``, ``report.json``, ``loss_curves.png`` and ``error_bands.png`` (each test
+pair's ESR split into octave bands: where the model misses).
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from effects.ddsp.amp import DDSP_DEFAULTS, build_ddsp
 from effects.progress import Progress
 from effects.training.device import resolve_device
 from effects.training.data import load_dataset
-from effects.training.losses import TrainingLoss, metrics
+from effects.training.losses import TrainingLoss, esr_by_band, metrics
 from effects.training.rnn import RNN_DEFAULTS, count_params, rnn_builder
 from effects.training.tcn_model import TCN_DEFAULTS, build_tcn
 
@@ -48,7 +50,7 @@ class ConfigError(ValueError):
 
 DEFAULTS = {
     "name": None,
-    "data": {"folder": None, "segment": 2048, "warmup": 512, "max_latency_ms": 5.0},
+    "data": {"folder": None, "segment": 2048, "warmup": 512, "max_latency_ms": 5.0, "balance_settings": False},
     "model": {"type": "gru"},  # the other keys: MODEL_TYPES[type].defaults
     "loss": {"esr": 1.0, "mae": 0.0, "mrstft": 0.0, "pre_emphasis": True},
     "train": {"batch_size": 32, "lr": 1e-3, "steps": 3000, "validate_every": 250, "lr_patience": 2,
@@ -162,21 +164,30 @@ def build_model(cfg: dict, num_conds: int) -> torch.nn.Module:
 
 
 class SegmentSampler:
-    """Random (pair, offset) segments of the training pairs, from a saved-and-restorable generator."""
+    """Random (pair, offset) segments of the training pairs, from a saved-and-restorable generator.
+    ``balance_settings``: draw a knob setting uniformly, then one of its pairs."""
 
-    def __init__(self, pairs, length: int, seed: int):
+    def __init__(self, pairs, length: int, seed: int, balance_settings: bool = False):
         self.pairs = [p for p in pairs if len(p.x) >= length]
         if not self.pairs:
             raise ConfigError(f"no training pair is at least {length} samples long (segment + warmup)")
         self.length = length
         self.rng = np.random.default_rng(seed)
+        by_setting: dict[tuple, list] = {}
+        for p in self.pairs:
+            by_setting.setdefault(tuple(p.cond.tolist()), []).append(p)
+        self.groups = list(by_setting.values()) if balance_settings else [self.pairs]
+
+    def _pick(self):
+        group = self.groups[self.rng.integers(len(self.groups))] if len(self.groups) > 1 else self.groups[0]
+        return group[self.rng.integers(len(group))]
 
     def batch(self, size: int, device: torch.device | str = "cpu"):
         x = np.empty((size, self.length), np.float32)
         y = np.empty_like(x)
         c = np.empty((size, len(self.pairs[0].cond)), np.float32)
         for b in range(size):
-            p = self.pairs[self.rng.integers(len(self.pairs))]
+            p = self._pick()
             o = self.rng.integers(0, len(p.x) - self.length + 1)
             x[b], y[b], c[b] = p.x[o:o + self.length], p.y[o:o + self.length], p.cond
         return tuple(torch.from_numpy(a).to(device) for a in (x, y, c))
@@ -265,7 +276,7 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tc["lr_patience"])
     warmup = dc["warmup"]
-    sampler = SegmentSampler(ds.split("train"), dc["segment"] + warmup, tc["seed"])
+    sampler = SegmentSampler(ds.split("train"), dc["segment"] + warmup, tc["seed"], bool(dc["balance_settings"]))
     valid = ds.split("valid") or validation_from_training(ds.split("train"))
     state = {"step": 0, "history": [], "best_valid": float("inf"), "bad": 0, "best_model": None}
     ckpt_path = out / "checkpoint.pt"
@@ -356,8 +367,8 @@ def finish(cfg, model, ds, state, out: pathlib.Path) -> dict:
     twin = model.streaming_twin()
     per_pair = []
     for p in ds.split("test"):
-        m = metrics(stream_pair(twin, p), p.y)
-        per_pair.append({"pair": p.name, "knobs": p.knobs, **m})
+        y = stream_pair(twin, p)
+        per_pair.append({"pair": p.name, "knobs": p.knobs, **metrics(y, p.y), "esr_bands": esr_by_band(y, p.y, ds.sample_rate)})
     summary = {k: float(np.mean([r[k] for r in per_pair])) for k in ("esr", "esr_pre_emphasis", "mae", "mrstft")} if per_pair else {}
     report = {"name": cfg["name"], "config": cfg, "steps": state["step"], "train_seconds": state.get("seconds", 0.0),
               "params": count_params(model), "ops_per_sample": int(twin.ops_per_sample),
@@ -368,6 +379,7 @@ def finish(cfg, model, ds, state, out: pathlib.Path) -> dict:
                                            "test_mean": summary})
     (out / "report.json").write_text(json.dumps(report, indent=1))
     plot_history(state["history"], out / "loss_curves.png", cfg["name"])
+    plot_error_bands(per_pair, out / "error_bands.png", cfg["name"])
     (out / "report.md").write_text(report_markdown(report))
     return report
 
@@ -391,6 +403,28 @@ def plot_history(history, path, title: str) -> None:
     plt.close(fig)
 
 
+def plot_error_bands(per_pair, path, title: str) -> None:
+    """Each test pair's ESR split into octave bands (``losses.esr_by_band``), one line per pair."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for t in per_pair:
+        bands = t["esr_bands"]
+        ax.semilogy(range(len(bands)), np.maximum(list(bands.values()), 1e-6), marker="o", label=f"{t['pair']} (ESR {t['esr']:.3f})")
+    if per_pair:
+        names = list(per_pair[0]["esr_bands"])
+        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+        ax.legend(fontsize=7)
+    ax.set_xlabel("band (Hz)")
+    ax.set_ylabel("error energy / target energy")
+    ax.set_title(f"{title}: where the test error lies")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def report_markdown(r: dict) -> str:
     lines = [f"# {r['name']}", "",
              f"- model: {r['config']['model']}", f"- params {r['params']:,}, ops/sample {r['ops_per_sample']:,}, "
@@ -404,4 +438,11 @@ def report_markdown(r: dict) -> str:
     if r["test_mean"]:
         m = r["test_mean"]
         lines.append(f"| **mean** | | **{m['esr']:.4f}** | {m['esr_pre_emphasis']:.4f} | {m['mae']:.4f} | {m['mrstft']:.3f} |")
+    if r["test"]:
+        bands = list(r["test"][0]["esr_bands"])
+        lines += ["", "ESR by octave band (error energy in the band / the target's whole energy; a row adds up to the ESR):",
+                  "", "![error by band](error_bands.png)", "",
+                  "| test pair | " + " | ".join(f"{b} Hz" for b in bands) + " |", "|---" * (len(bands) + 1) + "|"]
+        for t in r["test"]:
+            lines.append(f"| {t['pair']} | " + " | ".join(f"{v:.4f}" for v in t["esr_bands"].values()) + " |")
     return "\n".join(lines) + "\n"
