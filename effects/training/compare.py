@@ -124,10 +124,15 @@ def _jvm_pairs(clips):
                  split=c["split"]) for c in clips]
 
 
-def _score(twin, pairs) -> dict:
-    from effects.training.losses import metrics
+def _score(twin, pairs, bands: bool = False) -> dict:
+    """Per pair name: the streaming model's metrics (and with ``bands`` its ESR by octave band)."""
+    from effects.training.losses import esr_by_band, metrics
     from effects.training.train import stream_pair
-    return {p.name: metrics(stream_pair(twin, p), p.y) for p in pairs}
+    scores = {}
+    for p in pairs:
+        y = stream_pair(twin, p)
+        scores[p.name] = metrics(y, p.y) | ({"esr_bands": esr_by_band(y, p.y, twin.sample_rate)} if bands else {})
+    return scores
 
 
 def jvm_compare(runs=JVM_RUNS) -> dict:
@@ -171,7 +176,7 @@ def jvm_compare(runs=JVM_RUNS) -> dict:
 
 def jvm_card_metrics(stages=("jvm-ddsp-spectral.yaml", "jvm-ddsp.yaml")) -> dict:
     """What ``resources/jvm/jvm_ddsp.metrics.json`` holds: every clip's metrics for the shipped weights
-    (streaming model, latency-aligned clips, with its split) and each training stage's config, steps,
+    (streaming model, latency-aligned clips, with its split and its ESR by octave band) and each training stage's config, steps,
     minutes and history (from the stages' ``report.json``)."""
     from effects.ddsp import dataset
     from effects.training.train import load_config
@@ -192,7 +197,7 @@ def jvm_card_metrics(stages=("jvm-ddsp-spectral.yaml", "jvm-ddsp.yaml")) -> dict
     if (out / "model.npz").read_bytes() != SHIPPED_JVM.read_bytes():
         raise ValueError(f"{_shown(out / 'model.npz')} is not {_shown(SHIPPED_JVM)}: these runs did not make the shipped weights")
     pairs = _jvm_pairs(dataset.load_clips())
-    scores = _score(_twin(SHIPPED_JVM, len(dataset.KNOBS)), pairs)
+    scores = _score(_twin(SHIPPED_JVM, len(dataset.KNOBS)), pairs, bands=True)
     return {"clips": {p.name: dict(scores[p.name], split=p.split) for p in pairs}, "training": runs}
 
 
