@@ -1,6 +1,7 @@
 """Training losses and evaluation metrics (spec section 1.3). Runs on the training thread.
 
-All take predictions and targets of shape (B, T) (or (T,)) as torch tensors.
+All take predictions and targets of shape (B, T) (or (T,)) as torch tensors, except ``esr_by_band``
+(one clip, NumPy arrays).
 """
 from __future__ import annotations
 

@@ -13,8 +13,9 @@ Paths are relative to the config file. ``train.device`` is ``auto`` (a CUDA GPU 
 else the CPU), ``cpu`` or ``cuda`` (``effects.training.device``: the recurrences stay on the CPU).
 Segments start from zero state; the first ``warmup`` samples of each are left out of the loss while
 the state settles. With ``data.balance_settings`` each segment first draws a knob setting, then a
-pair of it, so a setting recorded once weighs as much as one recorded five times. Adam; the learning rate halves after ``lr_patience`` validations without
-improvement; training stops after ``early_stop`` such validations or at ``steps``.
+pair of it, so a setting recorded once weighs as much as one recorded five times. Adam; the learning
+rate halves after ``lr_patience`` validations without improvement; training stops after
+``early_stop`` such validations or at ``steps``.
 ``train.init_from`` starts from another run's best weights; with ``train.match_polarity`` (models
 that can negate their output exactly: the DDSP amp) it first keeps whichever polarity validates
 better, since a waveform loss rarely crosses from one polarity to the other.
