@@ -9,11 +9,11 @@ recordings hold no master: the dataset's knobs are gain, bass, middle, treble (0
 The targets lag the inputs by the recording chain's latency and the amp's own delay together: the
 phase of the input-to-target cross-spectrum falls at 1.5-4 kHz with a slope of 5.2-6.5 samples on
 every clip. Only the chain's share is to be removed: a causal model cannot lead the amp, and the
-amp's low-passes (Miller capacitances, transformer) delay its highs by some samples that a chain of
-minimum-phase filters and GRU1s can reproduce. Which share is the chain's was chosen by training the
-shipped recipe with each removal from 0 to 6 samples and keeping the best validation loss (training
-clips only; resources/jvm/MODEL_CARD.md, "Alignment"): 1 sample. Target sample t + LATENCY_SAMPLES is
-paired with input sample t.
+amp's own low-passes (presumably Miller capacitances and the transformer) delay its highs by some
+samples that a chain of minimum-phase filters and GRU1s can reproduce. Which share is the chain's
+was chosen by training the shipped recipe with each removal from 0 to 6 samples and keeping the best
+validation loss (training clips only; resources/jvm/MODEL_CARD.md, "Alignment"): 1 sample. Target
+sample t + LATENCY_SAMPLES is paired with input sample t.
 
 Runs on the CLI thread.
 """

@@ -180,6 +180,7 @@ class SegmentSampler:
         self.groups = list(by_setting.values()) if balance_settings else [self.pairs]
 
     def _pick(self):
+        # one draw per segment when unbalanced: the same batches as before the option existed
         group = self.groups[self.rng.integers(len(self.groups))] if len(self.groups) > 1 else self.groups[0]
         return group[self.rng.integers(len(group))]
 
@@ -385,45 +386,45 @@ def finish(cfg, model, ds, state, out: pathlib.Path) -> dict:
     return report
 
 
-def plot_history(history, path, title: str) -> None:
+def _semilogy_figure(path, title: str, xlabel: str, ylabel: str, draw) -> None:
+    """A 7 x 4 in PNG at ``path``: ``draw(ax)`` plots on log-y axes with a grid, title and labels."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if history:
-        steps = [h["step"] for h in history]
-        ax.semilogy(steps, [h["train"] for h in history], label="train loss")
-        ax.semilogy(steps, [h["valid"] for h in history], label="validation loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    draw(ax)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_history(history, path, title: str) -> None:
+    def draw(ax):
+        if history:
+            steps = [h["step"] for h in history]
+            ax.plot(steps, [h["train"] for h in history], label="train loss")
+            ax.plot(steps, [h["valid"] for h in history], label="validation loss")
+            ax.legend()
+    _semilogy_figure(path, title, "step", "loss", draw)
 
 
 def plot_error_bands(per_pair, path, title: str) -> None:
     """Each test pair's ESR split into octave bands (``losses.esr_by_band``), one line per pair."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for t in per_pair:
-        bands = t["esr_bands"]
-        ax.semilogy(range(len(bands)), np.maximum(list(bands.values()), 1e-6), marker="o", label=f"{t['pair']} (ESR {t['esr']:.3f})")
-    if per_pair:
-        names = list(per_pair[0]["esr_bands"])
-        ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
-        ax.legend(fontsize=7)
-    ax.set_xlabel("band (Hz)")
-    ax.set_ylabel("error energy / target energy")
-    ax.set_title(f"{title}: where the test error lies")
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    def draw(ax):
+        for t in per_pair:
+            bands = t["esr_bands"]
+            ax.plot(range(len(bands)), np.maximum(list(bands.values()), 1e-6), marker="o",
+                    label=f"{t['pair']} (ESR {t['esr']:.3f})")
+        if per_pair:
+            names = list(per_pair[0]["esr_bands"])
+            ax.set_xticks(range(len(names)), names, rotation=30, fontsize=8)
+            ax.legend(fontsize=7)
+    _semilogy_figure(path, f"{title}: where the test error lies", "band (Hz)", "error energy / target energy", draw)
 
 
 def report_markdown(r: dict) -> str:
