@@ -132,10 +132,24 @@ def test_resume_refuses_another_recipe_but_takes_a_checkpoint_from_before_a_new_
     with pytest.raises(ConfigError, match="made with another config"):
         train(write_config(tmp_path, train={"lr": 0.02}), resume=True, log=lambda *_: None)
     ckpt = torch.load(ckpt_path, weights_only=False)
-    for key in ("init_from", "match_polarity", "device"):  # keys added to knobnet later, at their defaults
+    for key in ("init_from", "match_polarity", "device", "lr_schedule"):  # keys added to knobnet later, at their defaults
         del ckpt["config"]["train"][key]
     torch.save(ckpt, ckpt_path)
     assert train(write_config(tmp_path), resume=True, log=lambda *_: None)["steps"] == 60
+
+
+def test_cosine_schedule_falls_to_zero_step_by_step_and_resumes_exactly(tmp_path, toy_dataset):
+    cosine = {"lr_schedule": "cosine", "lr_patience": 0, "early_stop": 100}  # patience 0 would halve on every validation
+    whole = train(write_config(tmp_path, train=cosine), log=lambda *_: None)
+    # lr(t) = 0.01 * (1 + cos(pi t / 60)) / 2 after step t: 0.0075 at 20, 0.0025 at 40, 0 at 60.
+    lrs = {h["step"]: h["lr"] for h in whole["history"]}
+    assert lrs[20] == pytest.approx(0.0075) and lrs[40] == pytest.approx(0.0025) and lrs[60] == pytest.approx(0.0, abs=1e-12)
+    assert whole["history"][-1]["valid"] < whole["history"][0]["valid"]
+    (tmp_path / "run" / "checkpoint.pt").unlink()
+    assert train(write_config(tmp_path, train=cosine), log=lambda *_: None, steps_this_run=25) is None
+    resumed = train(write_config(tmp_path, train=cosine), resume=True, log=lambda *_: None)
+    assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in whole["history"]]
+    assert [h["valid"] for h in resumed["history"]] == [h["valid"] for h in whole["history"]]
 
 
 @pytest.mark.parametrize("section, message", [
@@ -146,6 +160,7 @@ def test_resume_refuses_another_recipe_but_takes_a_checkpoint_from_before_a_new_
     ({"out": None}, "'out' is required"),
     ({"train": {"device": "tpu"}}, "train.device: device 'tpu' is not one of: auto, cpu, cuda"),
     ({"train": {"match_polarity": True}}, "train.match_polarity: model type 'gru' cannot invert its output"),
+    ({"train": {"lr_schedule": "linear"}}, "train.lr_schedule 'linear' is not one of: plateau, cosine"),
 ] + ([] if torch.cuda.is_available() else
      [({"train": {"device": "cuda"}}, "train.device: device 'cuda' was asked for but torch sees no CUDA GPU")]))
 def test_config_errors_name_the_key(tmp_path, toy_dataset, section, message):

@@ -13,9 +13,11 @@ Paths are relative to the config file. ``train.device`` is ``auto`` (a CUDA GPU 
 else the CPU), ``cpu`` or ``cuda`` (``effects.training.device``: the recurrences stay on the CPU).
 Segments start from zero state; the first ``warmup`` samples of each are left out of the loss while
 the state settles. With ``data.balance_settings`` each segment first draws a knob setting, then a
-pair of it, so a setting recorded once weighs as much as one recorded five times. Adam; the learning
-rate halves after ``lr_patience`` validations without improvement; training stops after
-``early_stop`` such validations or at ``steps``.
+pair of it, so a setting recorded once weighs as much as one recorded five times. Adam; with
+``train.lr_schedule: plateau`` (the default) the learning rate halves after ``lr_patience``
+validations without improvement, with ``cosine`` it falls from ``lr`` to 0 at ``steps`` along half
+a cosine, step by step (no halving); training stops after ``early_stop`` validations without
+improvement or at ``steps``.
 ``train.init_from`` starts from another run's best weights; with ``train.match_polarity`` (models
 that can negate their output exactly: the DDSP amp) it first keeps whichever polarity validates
 better, since a waveform loss rarely crosses from one polarity to the other.
@@ -28,6 +30,7 @@ pair's ESR split into octave bands: where the model misses).
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import time
 
@@ -56,7 +59,7 @@ DEFAULTS = {
     "loss": {"esr": 1.0, "mae": 0.0, "mrstft": 0.0, "pre_emphasis": True},
     "train": {"batch_size": 32, "lr": 1e-3, "steps": 3000, "validate_every": 250, "lr_patience": 2,
               "early_stop": 4, "grad_clip": 3.0, "seed": 0, "threads": 2, "init_from": None, "match_polarity": False,
-              "device": "auto"},
+              "device": "auto", "lr_schedule": "plateau"},
     "out": None,
     "pedal": None,
 }
@@ -82,6 +85,22 @@ MODEL_TYPES = {
     "tcn": ModelType(TCN_DEFAULTS, build_tcn),
     "ddsp": ModelType(DDSP_DEFAULTS, build_ddsp, invertible=True),
 }
+
+
+LR_SCHEDULES = ("plateau", "cosine")
+
+
+def lr_scheduler(opt, tc: dict):
+    """The learning-rate schedule of ``train.lr_schedule`` (module doc): ``plateau`` steps at each
+    validation with its loss, ``cosine`` at each training step (``per_step``)."""
+    if tc["lr_schedule"] == "cosine":
+        steps = max(1, int(tc["steps"]))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t, steps) / steps)))
+        sched.per_step = True
+    else:
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tc["lr_patience"])
+        sched.per_step = False
+    return sched
 
 
 def _merge_section(name: str, where: str, value, default: dict) -> dict:
@@ -130,6 +149,9 @@ def load_config(path) -> dict:
     cfg["out"] = str((path.parent / cfg["out"]).resolve())
     if cfg["train"]["init_from"] is not None:
         cfg["train"]["init_from"] = str((path.parent / cfg["train"]["init_from"]).resolve())
+    if cfg["train"]["lr_schedule"] not in LR_SCHEDULES:
+        raise ConfigError(f"{path.name}: train.lr_schedule '{cfg['train']['lr_schedule']}' is not one of: "
+                          f"{', '.join(LR_SCHEDULES)}")
     if cfg["train"]["match_polarity"] and not MODEL_TYPES[cfg["model"]["type"]].invertible:
         raise ConfigError(f"{path.name}: train.match_polarity: model type '{cfg['model']['type']}' "
                           "cannot invert its output")
@@ -276,7 +298,7 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     model.to(device)
     loss_fn = TrainingLoss(**cfg["loss"]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tc["lr_patience"])
+    sched = lr_scheduler(opt, tc)
     warmup = dc["warmup"]
     sampler = SegmentSampler(ds.split("train"), dc["segment"] + warmup, tc["seed"], bool(dc["balance_settings"]))
     valid = ds.split("valid") or validation_from_training(ds.split("train"))
@@ -339,12 +361,15 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
             opt.step()
+            if sched.per_step:
+                sched.step()
             train_losses.append(loss.item())
             state["step"] += 1
             bar.update(state["step"], extra=f"loss {np.mean(train_losses[-20:]):.4f}  best valid {state['best_valid']:.4f}")
             if state["step"] % tc["validate_every"] == 0 or state["step"] == tc["steps"]:
                 v = validate()
-                sched.step(v)
+                if not sched.per_step:
+                    sched.step(v)
                 state["history"].append({"step": state["step"], "train": float(np.mean(train_losses)), "valid": v,
                                          "lr": opt.param_groups[0]["lr"]})
                 train_losses.clear()
