@@ -132,7 +132,7 @@ def test_resume_refuses_another_recipe_but_takes_a_checkpoint_from_before_a_new_
     with pytest.raises(ConfigError, match="made with another config"):
         train(write_config(tmp_path, train={"lr": 0.02}), resume=True, log=lambda *_: None)
     ckpt = torch.load(ckpt_path, weights_only=False)
-    for key in ("init_from", "match_polarity", "device", "lr_schedule"):  # keys added to knobnet later, at their defaults
+    for key in ("init_from", "match_polarity", "device", "lr_schedule", "ema"):  # keys added to knobnet later, at their defaults
         del ckpt["config"]["train"][key]
     torch.save(ckpt, ckpt_path)
     assert train(write_config(tmp_path), resume=True, log=lambda *_: None)["steps"] == 60
@@ -152,6 +152,21 @@ def test_cosine_schedule_falls_to_zero_step_by_step_and_resumes_exactly(tmp_path
     assert [h["valid"] for h in resumed["history"]] == [h["valid"] for h in whole["history"]]
 
 
+def test_weight_average_validates_and_exports_the_average_and_resumes_exactly(tmp_path, toy_dataset):
+    ema = {"ema": 0.9, "early_stop": 100}
+    whole = train(write_config(tmp_path, train=ema), log=lambda *_: None)
+    raw = train(write_config(tmp_path, out="raw"), log=lambda *_: None)
+    assert [h["train"] for h in whole["history"]] == [h["train"] for h in raw["history"]]  # the same raw training
+    assert [h["valid"] for h in whole["history"]] != [h["valid"] for h in raw["history"]]  # validated: the average
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert ckpt["ema"]["updates"] == 60
+    (tmp_path / "run" / "checkpoint.pt").unlink()
+    assert train(write_config(tmp_path, train=ema), log=lambda *_: None, steps_this_run=25) is None
+    resumed = train(write_config(tmp_path, train=ema), resume=True, log=lambda *_: None)
+    assert [h["valid"] for h in resumed["history"]] == [h["valid"] for h in whole["history"]]
+    assert resumed["test"] == whole["test"]
+
+
 @pytest.mark.parametrize("section, message", [
     ({"model": {"conditioning": "telepathy"}}, "unknown conditioning 'telepathy'"),
     ({"train": {"batch_size": "many"}}, "'train.batch_size' must be int"),
@@ -161,6 +176,7 @@ def test_cosine_schedule_falls_to_zero_step_by_step_and_resumes_exactly(tmp_path
     ({"train": {"device": "tpu"}}, "train.device: device 'tpu' is not one of: auto, cpu, cuda"),
     ({"train": {"match_polarity": True}}, "train.match_polarity: model type 'gru' cannot invert its output"),
     ({"train": {"lr_schedule": "linear"}}, "train.lr_schedule 'linear' is not one of: plateau, cosine"),
+    ({"train": {"ema": 1.0}}, "train.ema (a decay) must be at least 0 and below 1, got 1.0"),
 ] + ([] if torch.cuda.is_available() else
      [({"train": {"device": "cuda"}}, "train.device: device 'cuda' was asked for but torch sees no CUDA GPU")]))
 def test_config_errors_name_the_key(tmp_path, toy_dataset, section, message):

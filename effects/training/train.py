@@ -17,7 +17,9 @@ pair of it, so a setting recorded once weighs as much as one recorded five times
 ``train.lr_schedule: plateau`` (the default) the learning rate halves after ``lr_patience``
 validations without improvement, with ``cosine`` it falls from ``lr`` to 0 at ``steps`` along half
 a cosine, step by step (no halving); training stops after ``early_stop`` validations without
-improvement or at ``steps``.
+improvement or at ``steps``. With ``train.ema`` (a decay such as 0.999; 0 = off) validation, the
+best weights and the export use an exponential moving average of the weights, which smooths the
+step-to-step noise of small batches (the raw weights keep training).
 ``train.init_from`` starts from another run's best weights; with ``train.match_polarity`` (models
 that can negate their output exactly: the DDSP amp) it first keeps whichever polarity validates
 better, since a waveform loss rarely crosses from one polarity to the other.
@@ -29,6 +31,7 @@ pair's ESR split into octave bands: where the model misses).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import pathlib
@@ -59,7 +62,7 @@ DEFAULTS = {
     "loss": {"esr": 1.0, "mae": 0.0, "mrstft": 0.0, "pre_emphasis": True},
     "train": {"batch_size": 32, "lr": 1e-3, "steps": 3000, "validate_every": 250, "lr_patience": 2,
               "early_stop": 4, "grad_clip": 3.0, "seed": 0, "threads": 2, "init_from": None, "match_polarity": False,
-              "device": "auto", "lr_schedule": "plateau"},
+              "device": "auto", "lr_schedule": "plateau", "ema": 0.0},
     "out": None,
     "pedal": None,
 }
@@ -101,6 +104,45 @@ def lr_scheduler(opt, tc: dict):
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tc["lr_patience"])
         sched.per_step = False
     return sched
+
+
+class WeightAverage:
+    """Exponential moving average of a model's parameters (``train.ema``). The decay is capped at
+    (1 + t) / (10 + t) after t updates, so the average does not cling to the starting weights."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay, self.updates = decay, 0
+        self.params = list(model.parameters())
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for s, p in zip(self.shadow, self.params):
+            s.lerp_(p.detach(), 1.0 - d)
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The model holds the averaged weights inside the block, its own weights again after it."""
+        own = [p.detach().clone() for p in self.params]
+        with torch.no_grad():
+            for s, p in zip(self.shadow, self.params):
+                p.copy_(s)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for o, p in zip(own, self.params):
+                    p.copy_(o)
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, "shadow": [s.clone() for s in self.shadow]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = state["updates"]
+        for s, v in zip(self.shadow, state["shadow"]):
+            s.copy_(v)
 
 
 def _merge_section(name: str, where: str, value, default: dict) -> dict:
@@ -152,6 +194,8 @@ def load_config(path) -> dict:
     if cfg["train"]["lr_schedule"] not in LR_SCHEDULES:
         raise ConfigError(f"{path.name}: train.lr_schedule '{cfg['train']['lr_schedule']}' is not one of: "
                           f"{', '.join(LR_SCHEDULES)}")
+    if not 0.0 <= cfg["train"]["ema"] < 1.0:
+        raise ConfigError(f"{path.name}: train.ema (a decay) must be at least 0 and below 1, got {cfg['train']['ema']}")
     if cfg["train"]["match_polarity"] and not MODEL_TYPES[cfg["model"]["type"]].invertible:
         raise ConfigError(f"{path.name}: train.match_polarity: model type '{cfg['model']['type']}' "
                           "cannot invert its output")
@@ -343,6 +387,9 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
         log(f"output polarity: validation loss {kept:.4f} as it is, {flipped:.4f} inverted: "
             + ("inverted" if invert else "kept"))
 
+    average = WeightAverage(model, tc["ema"]) if tc["ema"] > 0 else None
+    if average is not None and resume and ckpt_path.is_file():
+        average.load_state_dict(ckpt["ema"])
     started = time.perf_counter() - state.get("seconds", 0.0)
     train_losses = state.setdefault("train_losses", [])
     run_until = state["step"] + steps_this_run if steps_this_run is not None else None
@@ -352,7 +399,8 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
         torch.save({"config": cfg, "model": model.state_dict(), "opt": opt.state_dict(),
                     "sched": sched.state_dict(), "rng": sampler.rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(), "state": state,
-                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}, ckpt_path)
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    "ema": average.state_dict() if average is not None else None}, ckpt_path)
     with Progress(tc["steps"], f"training {cfg['name']}", "steps") as bar:
         while state["step"] < tc["steps"] and state["bad"] < tc["early_stop"] and not finish_now:
             x, y, c = sampler.batch(tc["batch_size"], device)
@@ -363,11 +411,16 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
             opt.step()
             if sched.per_step:
                 sched.step()
+            if average is not None:
+                average.update()
             train_losses.append(loss.item())
             state["step"] += 1
             bar.update(state["step"], extra=f"loss {np.mean(train_losses[-20:]):.4f}  best valid {state['best_valid']:.4f}")
             if state["step"] % tc["validate_every"] == 0 or state["step"] == tc["steps"]:
-                v = validate()
+                with average.applied() if average is not None else contextlib.nullcontext():
+                    v = validate()
+                    if v < state["best_valid"]:
+                        state["best_model"] = {k: t.clone() for k, t in model.state_dict().items()}
                 if not sched.per_step:
                     sched.step(v)
                 state["history"].append({"step": state["step"], "train": float(np.mean(train_losses)), "valid": v,
@@ -375,7 +428,6 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
                 train_losses.clear()
                 if v < state["best_valid"]:
                     state["best_valid"], state["bad"] = v, 0
-                    state["best_model"] = {k: t.clone() for k, t in model.state_dict().items()}
                 else:
                     state["bad"] += 1
                 save_checkpoint()
