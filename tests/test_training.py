@@ -153,13 +153,17 @@ def test_cosine_schedule_falls_to_zero_step_by_step_and_resumes_exactly(tmp_path
 
 
 def test_weight_average_validates_and_exports_the_average_and_resumes_exactly(tmp_path, toy_dataset):
-    ema = {"ema": 0.9, "early_stop": 100}
+    ema = {"ema": 0.5, "early_stop": 100}  # the warm-up cap (1 + t) / (10 + t) passes 0.5 at step 8
     whole = train(write_config(tmp_path, train=ema), log=lambda *_: None)
     raw = train(write_config(tmp_path, out="raw"), log=lambda *_: None)
     assert [h["train"] for h in whole["history"]] == [h["train"] for h in raw["history"]]  # the same raw training
     assert [h["valid"] for h in whole["history"]] != [h["valid"] for h in raw["history"]]  # validated: the average
+    assert whole["best_valid_loss"] == min(h["valid"] for h in whole["history"])
     ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
-    assert ckpt["ema"]["updates"] == 60
+    assert ckpt["ema"]["updates"] == 60 and whole["history"][-1]["valid"] == whole["best_valid_loss"]
+    best = list(ckpt["state"]["best_model"].values())  # the best check is the last: its weights are the average's
+    assert len(best) == len(ckpt["ema"]["shadow"]) and all(torch.equal(b, a) for b, a in zip(best, ckpt["ema"]["shadow"]))
+    assert not torch.equal(best[0], ckpt["model"][next(iter(ckpt["state"]["best_model"]))])  # not the raw weights
     (tmp_path / "run" / "checkpoint.pt").unlink()
     assert train(write_config(tmp_path, train=ema), log=lambda *_: None, steps_this_run=25) is None
     resumed = train(write_config(tmp_path, train=ema), resume=True, log=lambda *_: None)

@@ -18,8 +18,9 @@ pair of it, so a setting recorded once weighs as much as one recorded five times
 validations without improvement, with ``cosine`` it falls from ``lr`` to 0 at ``steps`` along half
 a cosine, step by step (no halving); training stops after ``early_stop`` validations without
 improvement or at ``steps``. With ``train.ema`` (a decay such as 0.999; 0 = off) validation, the
-best weights and the export use an exponential moving average of the weights, which smooths the
-step-to-step noise of small batches (the raw weights keep training).
+best weights and the export use an exponential moving average of the weights (and of floating-point
+buffers such as batch-norm statistics), which smooths the step-to-step noise of small batches; the
+raw weights keep training, and plateau halving and early stopping follow the averaged loss.
 ``train.init_from`` starts from another run's best weights; with ``train.match_polarity`` (models
 that can negate their output exactly: the DDSP amp) it first keeps whichever polarity validates
 better, since a waveform loss rarely crosses from one polarity to the other.
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import pathlib
 import time
 
@@ -94,25 +94,21 @@ LR_SCHEDULES = ("plateau", "cosine")
 
 
 def lr_scheduler(opt, tc: dict):
-    """The learning-rate schedule of ``train.lr_schedule`` (module doc): ``plateau`` steps at each
-    validation with its loss, ``cosine`` at each training step (``per_step``)."""
+    """The learning-rate schedule of ``train.lr_schedule`` (module doc), and whether it steps at every
+    training step (``cosine``) rather than at each validation with its loss (``plateau``)."""
     if tc["lr_schedule"] == "cosine":
-        steps = max(1, int(tc["steps"]))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1.0 + math.cos(math.pi * min(t, steps) / steps)))
-        sched.per_step = True
-    else:
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tc["lr_patience"])
-        sched.per_step = False
-    return sched
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, int(tc["steps"]))), True
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=tc["lr_patience"]), False
 
 
 class WeightAverage:
-    """Exponential moving average of a model's parameters (``train.ema``). The decay is capped at
-    (1 + t) / (10 + t) after t updates, so the average does not cling to the starting weights."""
+    """Exponential moving average of a model's parameters and floating-point buffers (``train.ema``).
+    The decay is capped at (1 + t) / (10 + t) after t updates, so the average does not cling to the
+    starting weights."""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay, self.updates = decay, 0
-        self.params = list(model.parameters())
+        self.params = [*model.parameters(), *(b for b in model.buffers() if b.is_floating_point())]
         self.shadow = [p.detach().clone() for p in self.params]
 
     @torch.no_grad()
@@ -122,13 +118,16 @@ class WeightAverage:
         for s, p in zip(self.shadow, self.params):
             s.lerp_(p.detach(), 1.0 - d)
 
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        for s, p in zip(self.shadow, self.params):
+            p.copy_(s)
+
     @contextlib.contextmanager
     def applied(self):
         """The model holds the averaged weights inside the block, its own weights again after it."""
         own = [p.detach().clone() for p in self.params]
-        with torch.no_grad():
-            for s, p in zip(self.shadow, self.params):
-                p.copy_(s)
+        self.copy_to_model()
         try:
             yield
         finally:
@@ -342,7 +341,7 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     model.to(device)
     loss_fn = TrainingLoss(**cfg["loss"]).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
-    sched = lr_scheduler(opt, tc)
+    sched, sched_per_step = lr_scheduler(opt, tc)
     warmup = dc["warmup"]
     sampler = SegmentSampler(ds.split("train"), dc["segment"] + warmup, tc["seed"], bool(dc["balance_settings"]))
     valid = ds.split("valid") or validation_from_training(ds.split("train"))
@@ -409,7 +408,7 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc["grad_clip"])
             opt.step()
-            if sched.per_step:
+            if sched_per_step:
                 sched.step()
             if average is not None:
                 average.update()
@@ -419,14 +418,15 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
             if state["step"] % tc["validate_every"] == 0 or state["step"] == tc["steps"]:
                 with average.applied() if average is not None else contextlib.nullcontext():
                     v = validate()
-                    if v < state["best_valid"]:
+                    improved = v < state["best_valid"]
+                    if improved:
                         state["best_model"] = {k: t.clone() for k, t in model.state_dict().items()}
-                if not sched.per_step:
+                if not sched_per_step:
                     sched.step(v)
                 state["history"].append({"step": state["step"], "train": float(np.mean(train_losses)), "valid": v,
                                          "lr": opt.param_groups[0]["lr"]})
                 train_losses.clear()
-                if v < state["best_valid"]:
+                if improved:
                     state["best_valid"], state["bad"] = v, 0
                 else:
                     state["bad"] += 1
@@ -437,6 +437,8 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
                 return None
     if state["best_model"] is not None:
         model.load_state_dict(state["best_model"])
+    elif average is not None:  # nothing validated yet (finish_now before the first validation)
+        average.copy_to_model()
     model.cpu()
     return finish(cfg, model, ds, state, out)
 
