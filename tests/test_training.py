@@ -126,6 +126,21 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, toy_dat
     assert resumed["test"] == whole["test"]
 
 
+def test_resume_with_more_steps_extends_a_plateau_run_as_a_longer_run(tmp_path, toy_dataset):
+    longer = train(write_config(tmp_path, train={"ema": 0.5}), log=lambda *_: None)
+    (tmp_path / "run" / "checkpoint.pt").unlink()
+    train(write_config(tmp_path, train={"ema": 0.5, "steps": 30}), log=lambda *_: None)
+    extended = train(write_config(tmp_path, train={"ema": 0.5}), resume=True, log=lambda *_: None)
+    assert [h["valid"] for h in extended["history"]] == [h["valid"] for h in longer["history"]]
+    assert extended["test"] == longer["test"]
+    with pytest.raises(ConfigError, match="made with another config"):  # cosine's curve depends on steps
+        train(write_config(tmp_path, train={"ema": 0.5, "steps": 30, "lr_schedule": "cosine"}), log=lambda *_: None)
+        train(write_config(tmp_path, train={"ema": 0.5, "lr_schedule": "cosine"}), resume=True, log=lambda *_: None)
+    train(write_config(tmp_path, train={"ema": 0.5, "steps": 25}), log=lambda *_: None)  # ends between validations
+    with pytest.raises(ConfigError, match="made with another config"):
+        train(write_config(tmp_path, train={"ema": 0.5}), resume=True, log=lambda *_: None)
+
+
 def test_resume_refuses_another_recipe_but_takes_a_checkpoint_from_before_a_new_key(tmp_path, toy_dataset):
     assert train(write_config(tmp_path), log=lambda *_: None, steps_this_run=10) is None
     ckpt_path = tmp_path / "run" / "checkpoint.pt"

@@ -25,7 +25,8 @@ raw weights keep training, and plateau halving and early stopping follow the ave
 that can negate their output exactly: the DDSP amp) it first keeps whichever polarity validates
 better, since a waveform loss rarely crosses from one polarity to the other.
 ``out/checkpoint.pt`` is written at every validation and a run given ``--resume`` goes on from it
-exactly (model, optimiser, scheduler and batch sampler state). At the end the best weights are
+exactly (model, optimiser, scheduler and batch sampler state); with ``train.steps`` raised, a finished
+plateau-schedule run goes on as the longer run would have (``_same_run``). At the end the best weights are
 exported (``out/model.npz``) and the *streaming* model (the kernels that play) is evaluated on every
 test pair: ``out/report.md``, ``report.json``, ``loss_curves.png`` and ``error_bands.png`` (each test
 pair's ESR split into octave bands: where the model misses).
@@ -206,8 +207,15 @@ def _same_run(old: dict, new: dict) -> bool:
     """Whether a checkpoint's config (``old``) makes the same run as ``new``.
 
     The device may differ (a run may resume on another one), and a key added to knobnet after the
-    checkpoint was written counts as its default value.
+    checkpoint was written counts as its default value. ``train.steps`` may grow under the plateau
+    schedule when the old run's steps were a whole number of validations: the longer run's first
+    steps are the old run's (cosine's curve depends on ``steps``; an extra validation at an odd end
+    would have stepped the plateau scheduler).
     """
+    t_old, t_new = {**DEFAULTS["train"], **(old.get("train") or {})}, new["train"]
+    if (t_new["lr_schedule"] == "plateau" and t_new["steps"] > t_old["steps"]
+            and t_old["steps"] % t_old["validate_every"] == 0):
+        old = dict(old, train=dict(t_old, steps=t_new["steps"]))
     for section, value in new.items():
         if not isinstance(value, dict):
             if old.get(section) != value:
