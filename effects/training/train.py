@@ -105,7 +105,8 @@ def lr_scheduler(opt, tc: dict):
 class WeightAverage:
     """Exponential moving average of a model's parameters and floating-point buffers (``train.ema``).
     The decay is capped at (1 + t) / (10 + t) after t updates, so the average does not cling to the
-    starting weights."""
+    starting weights. (torch's ``swa_utils.AveragedModel`` keeps a deep copy of the model to validate
+    and has no such warm-up; this swaps the average into the one model for validation and export.)"""
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay, self.updates = decay, 0
