@@ -129,13 +129,9 @@ def test_counts_match_the_spec():
     assert amp.ops_per_sample() == 45 * 9 + 7 * 109 + 30 + 16 + 2 + 3 == 1219
 
 
-def test_knobnet_train_trains_the_ddsp_amp_into_a_pedal_weights_file(tmp_path):
-    """Model type ``ddsp`` through the generic loop: the loss falls, and the exported file plays in the
-    JVM pedal exactly like the streaming twin whose metrics the report holds."""
-    from effects.jvm import JVM
+def _tiny_amp_dataset(folder) -> list[dict]:
+    """Three short pairs of a tanh 'amp' at three tone settings (the last one for test), written to folder."""
     from effects.training.data import write_dataset
-    from effects.training.losses import metrics
-    from effects.training.train import train
     rng = np.random.default_rng(5)
     pairs = []
     for i, (bass, treble) in enumerate(((2, 8), (8, 2), (5, 5))):
@@ -143,7 +139,18 @@ def test_knobnet_train_trains_the_ddsp_amp_into_a_pedal_weights_file(tmp_path):
         pairs.append({"name": f"c{i}", "x": x, "y": (0.5 * np.tanh(3 * x)).astype(np.float32),
                       "knobs": {"gain": 5, "bass": bass, "middle": 5, "treble": treble},
                       "split": "test" if i == 2 else "train"})
-    write_dataset(tmp_path / "data", 44100, {k: (0, 10) for k in ("gain", "bass", "middle", "treble")}, pairs)
+    write_dataset(folder, 44100, {k: (0, 10) for k in ("gain", "bass", "middle", "treble")}, pairs)
+    return pairs
+
+
+def test_knobnet_train_trains_the_ddsp_amp_into_a_pedal_weights_file(tmp_path):
+    """Model type ``ddsp`` through the generic loop: the loss falls, and the exported file plays in the
+    JVM pedal exactly like the streaming twin whose metrics the report holds."""
+    from effects.jvm import JVM
+    from effects.training.data import write_dataset
+    from effects.training.losses import metrics
+    from effects.training.train import train
+    pairs = _tiny_amp_dataset(tmp_path / "data")
     (tmp_path / "c.yaml").write_text(
         "data: {folder: data, segment: 2048, warmup: 256}\nmodel: {type: ddsp, n_fft: 4096}\n"
         "loss: {esr: 1.0, mae: 0.0, mrstft: 0.0, pre_emphasis: true}\n"
@@ -178,3 +185,51 @@ def test_knobnet_train_trains_the_ddsp_amp_into_a_pedal_weights_file(tmp_path):
         played = stream.load(tmp_path / f"run{sign}" / "model.npz")[0]["gru"]
         np.testing.assert_array_equal(played, (start if sign == 1 else amp.inverted({"gru": start})["gru"]).astype(np.float32))
         assert said.endswith(verdict), said
+
+
+def test_at_its_nominal_calibration_the_circuit_tone_stack_plays_like_the_fitted_biquads():
+    """Model option ``tone_stack: circuit`` puts the circuit itself where the biquads were, at their level
+    (``tonestack.tone_stack_level_db``): the outputs differ by the fit's 0.15 dB and the phase of a
+    magnitude fit, not by a level."""
+    params = amp.circuit_fitted_init(0, 44100.0)[0]
+    x = torch.from_numpy((0.2 * np.random.default_rng(2).standard_normal((2, 8192))).astype(np.float32))
+    c = torch.tensor([[0.0, -0.6, 0.4, 0.8], [0.0, 1.0, -1.0, -0.4]])
+    with torch.no_grad():
+        fitted = amp.DDSPAmp(params, n_fft=16384, num_conds=4)(x, c)
+        circuit = amp.DDSPAmp(params, n_fft=16384, num_conds=4, tone_stack="circuit")(x, c)
+    assert float((circuit - fitted).square().sum() / fitted.square().sum()) < 0.02
+
+
+def test_a_circuit_run_calibrates_the_circuit_and_the_next_run_plays_biquads_fitted_to_it(tmp_path):
+    """``tone_stack: circuit`` trains the calibration (the biquads stay as built); its export and the next
+    ``fitted`` run from it (``train.init_from``) play biquads refitted to the calibrated circuit at the level
+    the amp trained around, and that run holds the calibration."""
+    from effects.ddsp import tonestack
+    from effects.training.train import train
+    _tiny_amp_dataset(tmp_path / "data")
+    (tmp_path / "circuit.yaml").write_text(
+        "data: {folder: data, segment: 2048, warmup: 256}\nmodel: {type: ddsp, n_fft: 4096, tone_stack: circuit}\n"
+        "train: {batch_size: 2, lr: 0.05, steps: 20, validate_every: 10, seed: 0, threads: 1}\nout: circuit\n")
+    report = train(tmp_path / "circuit.yaml", log=lambda *_: None)
+    assert report["params"] == amp.count_params()
+    start = amp.circuit_fitted_init(0, 44100.0)[0]
+    best = torch.load(tmp_path / "circuit" / "checkpoint.pt", weights_only=False)["state"]["best_model"]
+    calibrated = {k: best["p." + k.replace(".", "_")].double().numpy() for k in amp.CIRCUIT_SHAPES}
+    assert np.abs(calibrated["circuit.part_alpha"]).max() > 0.05  # the calibration trained
+    exported = stream.load(tmp_path / "circuit" / "model.npz")[0]
+    for k, v in calibrated.items():
+        np.testing.assert_allclose(exported[k], v, rtol=1e-6)
+    values = amp.circuit_values(calibrated)
+    level_db = tonestack.tone_stack_level_db(start, 44100.0)
+    assert tonestack.tone_stack_level_db(exported, 44100.0, values) == pytest.approx(level_db, abs=0.3)
+    # Then a fitted run from it: refitted once, the same biquads as the export, calibration held.
+    (tmp_path / "fitted.yaml").write_text(
+        "data: {folder: data, segment: 2048, warmup: 256}\nmodel: {type: ddsp, n_fft: 4096}\n"
+        "train: {batch_size: 2, lr: 0.0, steps: 2, validate_every: 2, seed: 0, threads: 1, "
+        "init_from: circuit/checkpoint.pt}\nout: fitted\n")
+    lines = []
+    train(tmp_path / "fitted.yaml", log=lines.append)
+    assert any(line.startswith("tone stack refitted to the calibrated circuit") for line in lines)
+    again = stream.load(tmp_path / "fitted" / "model.npz")[0]
+    for k in exported:
+        np.testing.assert_array_equal(again[k], exported[k], err_msg=k)

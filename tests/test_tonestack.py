@@ -22,7 +22,7 @@ def test_circuit_limits_worked_out_by_hand():
     out = 2.5179e-6 / 2.5479e-6 = 0.9882."""
     assert abs(tonestack.circuit_response(np.array([1e-3]), 5, 5, 5)[0]) < 1e-4
     m, t = tonestack.pot_position(0.0, "middle"), tonestack.pot_position(10.0, "treble")
-    g1, gm, gl = 1 / PARTS["R1"], 1 / (m * PARTS["RM"]), 1 / PARTS["R_LOAD"]
+    g1, gm, gl = 1 / PARTS["R1"], 1 / (m * PARTS["RM"]), 1 / (PARTS["R2"] + tonestack.R_VOLUME)
     ga, gb = 1 / ((1 - t) * PARTS["RT"]), 1 / (t * PARTS["RT"])
     by_hand = (ga * (g1 + gm + gb) + g1 * gb) / ((g1 + gm + gb) * (ga + gb + gl) - gb * gb)
     h_inf = tonestack.circuit_response(np.array([1e10]), 5, 0, 10)[0]
@@ -78,3 +78,53 @@ def test_the_circuit_predicts_what_the_tone_knobs_did_to_the_recorded_amp():
     for r in rows:
         assert r["misfit_db"] < 2.5, (r["from"], r["to"], r["file"], r["misfit_db"])
         assert np.ptp(r["recorded_db"]) > 10.0
+
+
+def test_the_circuit_in_torch_is_the_circuit_in_numpy_and_differentiable_in_its_calibration():
+    """A calibration off nominal gives the same response in both namespaces, knobs batched, and torch's
+    gradient in the part values and tapers matches finite differences (gradcheck)."""
+    import torch
+    rng = np.random.default_rng(4)
+    values = {"part_alpha": rng.normal(0, 1, len(PARTS)), "taper": tonestack.nominal_values()["taper"] + rng.normal(0, 0.2, (3, 2))}
+    freqs = np.geomspace(40.0, 12000.0, 9)
+    knobs = [np.array([2.0, 7.5]), np.array([3.0, 1.0]), np.array([8.0, 4.5])]
+    h_np = tonestack.circuit_response(freqs, *knobs, values)
+    h_torch = tonestack.circuit_response(torch.as_tensor(freqs), *(torch.as_tensor(k) for k in knobs),
+                                         {k: torch.as_tensor(v) for k, v in values.items()})
+    for row in range(2):
+        np.testing.assert_allclose(h_np[row], tonestack.circuit_response(freqs, *(k[row] for k in knobs), values), rtol=1e-12)
+    np.testing.assert_allclose(h_torch.numpy(), h_np, rtol=1e-10)
+
+    def level(alpha, taper):
+        return tonestack.circuit_response(torch.as_tensor(freqs), *(torch.as_tensor(k) for k in knobs),
+                                          {"part_alpha": alpha, "taper": taper}).abs()
+    inputs = tuple(torch.tensor(values[k], requires_grad=True) for k in ("part_alpha", "taper"))
+    assert torch.autograd.gradcheck(level, inputs)
+
+
+def test_a_calibration_keeps_the_parts_within_their_tolerance():
+    nominal = tonestack.part_values(tonestack.nominal_values())
+    assert nominal == pytest.approx(PARTS)
+    for alpha in (-50.0, 50.0):
+        values = dict(tonestack.nominal_values(), part_alpha=np.full(len(PARTS), alpha))
+        for name, v in tonestack.part_values(values).items():
+            assert v == pytest.approx(PARTS[name] * (1.0 + np.sign(alpha) * tonestack.TOLERANCE))
+
+
+def test_a_fit_at_a_level_follows_the_calibrated_circuit_at_that_level():
+    """Fitted at -4 dB to a calibration off nominal, the biquads sit at -4 dB (``tone_stack_level_db``)
+    and follow that circuit, not the nominal one."""
+    values = {"part_alpha": np.array([1.0, -1.0, 2.0, 0.5, 0.0, -0.5, 1.5, -2.0]),
+              "taper": np.array([[3.0, -2.5], [2.2, -0.9], [1.5, -0.7]])}
+    params, rms_db = tonestack.fit_tone_stack(amp.init_params(0), 44100.0, steps=600, values=values, level_db=-4.0)
+    assert tonestack.tone_stack_level_db(params, 44100.0, values) == pytest.approx(-4.0, abs=0.3)
+    grid, freqs, _ = tonestack.fit_targets()
+    panel = np.column_stack([np.full(len(grid), 5.0), grid, np.full(len(grid), 5.0)])
+    sos = amp.design_sos(amp.tone_stack_design(params, amp.normalise(panel), 44100.0), 44100.0)
+    stack_db = 20 * np.log10(np.abs(biquad.response(sos, 2 * np.pi * freqs / 44100.0)))
+
+    def shape_rms_db(vals):  # level-free
+        err = stack_db - tonestack.fit_targets(vals)[2]
+        return np.sqrt(np.mean(np.square(err - err.mean())))
+    assert shape_rms_db(values) < 0.6 and shape_rms_db(None) > 1.0  # the two circuits differ by 1.3 dB RMS
+    assert rms_db == pytest.approx(np.sqrt(shape_rms_db(values) ** 2 + (tonestack.tone_stack_level_db(params, 44100.0, values) + 4.0) ** 2), rel=1e-3)

@@ -32,7 +32,7 @@ import math
 
 import numpy as np
 
-from effects.ddsp import biquad, gru1
+from effects.ddsp import biquad, gru1, tonestack
 
 KNOBS = ("gain", "bass", "middle", "treble", "master")
 RECORDED = {"gain": 5.0, "master": 5.0}  # settings the controllers are held at (see module doc)
@@ -54,6 +54,10 @@ N_BIQUADS, N_GAINS, N_GRUS = 45, 16, 7
 SOS_TS, SOS_NFB, SOS_WH_PLUS, SOS_WH_MINUS, SOS_OT = 24, 27, 30, 36, 42
 G_DRIVE, G_M, G_G, G_WH_PLUS, G_WH_MINUS, G_OT, G_OUT = 2, 8, 9, 10, 12, 14, 15  # G_DRIVE: WH2's pre-gain
 GRU_WH_PLUS, GRU_WH_MINUS, GRU_OT = 4, 5, 6
+# The tone-stack circuit's calibration (``tonestack.nominal_values``): not played, the tone stack's
+# controller is fitted to it; it trains only with the model option ``tone_stack: circuit``.
+CIRCUIT_PREFIX = "circuit."
+CIRCUIT_SHAPES = {"circuit.part_alpha": (len(tonestack.PARTS),), "circuit.taper": (len(tonestack.POTS), 2)}
 
 F_RANGE_HZ = ((20.0, 1000.0), (80.0, 10000.0), (1000.0, 20000.0))  # LS, PK, HS
 Q_RANGE = ((0.3, 2.0), (0.1, 10.0), (0.3, 2.0))
@@ -214,7 +218,13 @@ def param_shapes() -> dict[str, tuple[int, ...]]:
             shapes[f"ctrl.{name}.{i}.w"] = (n_out, n_in)
             shapes[f"ctrl.{name}.{i}.b"] = (n_out,)
     shapes["gru"] = (N_GRUS, gru1.N_PARAMS)
+    shapes.update(CIRCUIT_SHAPES)
     return shapes
+
+
+def circuit_values(params: dict) -> dict:
+    """The tone-stack circuit's calibration held in ``params`` (``tonestack.nominal_values``' layout)."""
+    return {k: params[CIRCUIT_PREFIX + k] for k in ("part_alpha", "taper")}
 
 
 def init_params(seed: int = 0) -> dict[str, np.ndarray]:
@@ -235,6 +245,7 @@ def init_params(seed: int = 0) -> dict[str, np.ndarray]:
     g[:, 2] = 1.0
     g[:, 7] = g[:, 10] = -1.0
     p["gru"] = g
+    p.update({CIRCUIT_PREFIX + k: v for k, v in tonestack.nominal_values().items()})
     return p
 
 
@@ -259,7 +270,8 @@ def inverted(params: dict) -> dict:
 
 
 def count_params() -> int:
-    return int(sum(np.prod(s) for s in param_shapes().values()))
+    """Parameters the amp plays with (the circuit's calibration is what the tone stack was fitted to)."""
+    return int(sum(np.prod(s) for k, s in param_shapes().items() if not k.startswith(CIRCUIT_PREFIX)))
 
 
 def ops_per_sample() -> int:
@@ -294,11 +306,17 @@ class DDSPAmp:
         n_fft: smallest FFT of the frequency-sampled filters (grown to 2T for longer inputs).
         num_conds: 4 (gain, bass, middle, treble; master held at 5) or 5 (with master).
         frozen: name prefixes of parameters that do not train (``requires_grad`` off).
+        tone_stack: ``fitted``: the tone stack is its biquads (what plays); ``circuit``: in training it is
+            the circuit itself (``tonestack.circuit_response`` at the FFT bins, with the calibration
+            ``circuit.*`` among the parameters), and ``export``/``streaming_twin`` play biquads fitted to
+            the calibrated circuit (``ddsp_fitted``).
     """
 
     def __new__(cls, params: dict | None = None, sample_rate: float = 44100.0, n_fft: int = 16384,
-                num_conds: int = 5, seed: int = 0, frozen: tuple[str, ...] = ()):
+                num_conds: int = 5, seed: int = 0, frozen: tuple[str, ...] = (), tone_stack: str = "fitted"):
         import torch
+        if tone_stack not in TONE_STACK_MODES:
+            raise ValueError(f"tone_stack must be one of {', '.join(TONE_STACK_MODES)}, not {tone_stack!r}")
         if num_conds not in (len(KNOBS) - 1, len(KNOBS)):
             raise ValueError(f"the DDSP amp takes the knobs {', '.join(KNOBS)} (master optional), "
                              f"the dataset has {num_conds}")
@@ -309,11 +327,58 @@ class DDSPAmp:
                 self.sample_rate = float(sample_rate)
                 self.n_fft = n_fft
                 self.num_conds = num_conds
+                self.tone_stack = tone_stack
                 init = params if params is not None else init_params(seed)
                 self.p = torch.nn.ParameterDict(
                     {k.replace(".", "_"): torch.nn.Parameter(torch.as_tensor(np.asarray(init[k]), dtype=torch.float32),
                                                              requires_grad=not k.startswith(frozen))
                      for k in param_shapes()})
+                # The calibration the tone stack's biquads were fitted to (``refit_tone_stack``).
+                self.register_buffer("ts_fitted_to", self._calibration().detach().clone())
+                self._level_cache = (None, None)
+
+            def _calibration(self):
+                return torch.cat([self.p["circuit_part_alpha"], self.p["circuit_taper"].reshape(-1)])
+
+            def _tone_stack_level_db(self) -> float:
+                """The level of the tone stack's biquads relative to the calibration they were fitted to
+                (``tonestack.tone_stack_level_db``): the level the rest of the amp trained around."""
+                params = {k: v for k, v in self.numpy_params().items() if k.startswith(TONE_STACK_PARAMS)}
+                fitted_to = self.ts_fitted_to.detach().double().numpy()
+                key = fitted_to.tobytes() + b"".join(v.tobytes() for v in params.values())
+                if self._level_cache[0] != key:
+                    n = len(tonestack.PARTS)
+                    values = {"part_alpha": fitted_to[:n], "taper": fitted_to[n:].reshape(-1, 2)}
+                    self._level_cache = (key, tonestack.tone_stack_level_db(params, self.sample_rate, values))
+                return self._level_cache[1]
+
+            def count_params(self) -> int:
+                return count_params()
+
+            def after_init_from(self) -> str | None:
+                return self.refit_tone_stack()
+
+            def refit_tone_stack(self) -> str | None:
+                """Fit the tone stack's biquads to the calibrated circuit if they were fitted to another
+                calibration (after ``train.init_from`` a ``circuit`` run); a line for the log, or None."""
+                if torch.equal(self._calibration(), self.ts_fitted_to):
+                    return None
+                fitted, rms_db = self.fitted_params()
+                with torch.no_grad():
+                    for k, v in self.named().items():
+                        if k.startswith(TONE_STACK_PARAMS):
+                            v.copy_(torch.as_tensor(fitted[k], dtype=v.dtype))
+                    self.ts_fitted_to.copy_(self._calibration())
+                return f"tone stack refitted to the calibrated circuit: RMS error {rms_db:.2f} dB over its knob grid"
+
+            def fitted_params(self) -> tuple[dict[str, np.ndarray], float]:
+                """NumPy parameters with the tone stack fitted to this model's circuit calibration (kept per
+                calibration), and the fit's RMS error in dB (0 when it was fitted already)."""
+                params = self.numpy_params()
+                if torch.equal(self._calibration(), self.ts_fitted_to):
+                    return params, 0.0
+                fitted, rms_db = _refit_tone_stack(params, self.sample_rate, self._tone_stack_level_db())
+                return dict(params, **fitted), rms_db
 
             def named(self) -> dict:
                 return {k: self.p[k.replace(".", "_")] for k in param_shapes()}
@@ -349,7 +414,10 @@ class DDSPAmp:
                 h = x
                 for w in range(N_WH_PRE):
                     h = wh(h, 6 * w, 2 * w, w)
-                h = filt(h, SOS_TS)
+                if self.tone_stack == "circuit":
+                    h = self._circuit_filter(h, cond_to_panel(c.to(torch.float64), torch), n_fft)
+                else:
+                    h = filt(h, SOS_TS)
                 a = filt(h * g[:, G_M, None], SOS_NFB) * g[:, G_G, None]
                 a_plus = torch.tanh(a)
                 h = wh(a_plus, SOS_WH_PLUS, G_WH_PLUS, GRU_WH_PLUS) - wh(-a_plus, SOS_WH_MINUS, G_WH_MINUS, GRU_WH_MINUS)
@@ -357,25 +425,54 @@ class DDSPAmp:
                 h = filt(h, SOS_OT) * g[:, G_OUT, None]
                 return biquad.fft_filter(h, dc_sos.expand(h.shape[0], 1, 5), n_fft)
 
+            def _circuit_filter(self, v, panel, n_fft: int):
+                """The calibrated circuit applied by frequency sampling of its analogue response, at the
+                level of the biquads it stands in for (``_tone_stack_level_db``)."""
+                freqs = torch.linspace(0.0, self.sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64)
+                values = {k: t.double() for k, t in circuit_values(self.named()).items()}
+                H = tonestack.circuit_response(freqs, panel[:, 1], panel[:, 2], panel[:, 3], values)
+                H = H * 10.0 ** ((self._tone_stack_level_db() - tonestack.nominal_mean_db()) / 20.0)
+                return torch.fft.irfft(torch.fft.rfft(v, n_fft) * H.to(torch.complex64 if v.dtype == torch.float32
+                                                                         else torch.complex128), n_fft)[..., :v.shape[-1]]
+
             def export(self, path, meta: dict | None = None) -> None:
-                """Write the pedal's weights file (``stream.save``)."""
+                """Write the pedal's weights file (``stream.save``), the tone stack fitted to the calibration."""
                 from effects.ddsp import stream
                 rate = (meta or {}).get("sample_rate", self.sample_rate)
                 if float(rate) != self.sample_rate:
                     raise ValueError(f"the DDSP amp was built for {self.sample_rate:g} Hz, the data is at {rate} Hz")
-                stream.save(path, self.numpy_params(), self.sample_rate, meta)
+                stream.save(path, self.fitted_params()[0], self.sample_rate, meta)
 
             def streaming_twin(self):
-                """The streaming amp (``stream.AmpTwin``) holding these weights."""
+                """The streaming amp (``stream.AmpTwin``) holding these weights (as ``export`` writes them)."""
                 from effects.ddsp import stream
-                return stream.AmpTwin(self.numpy_params(), self.sample_rate, self.num_conds)
+                return stream.AmpTwin(self.fitted_params()[0], self.sample_rate, self.num_conds)
 
         return _DDSPAmp()
 
 
 #: ``knobnet train`` model keys of type ``ddsp`` (effects.training.train.MODEL_TYPES).
-DDSP_DEFAULTS = {"sample_rate": 44100.0, "n_fft": 16384}
+DDSP_DEFAULTS = {"sample_rate": 44100.0, "n_fft": 16384, "tone_stack": "fitted"}
+TONE_STACK_MODES = ("fitted", "circuit")
 TONE_STACK_PARAMS = ("ctrl.ts.",)  # name prefix of the tone stack's parameters (held while training)
+
+
+_REFITS: dict[bytes, tuple[dict, float]] = {}
+
+
+def _refit_tone_stack(params: dict, sample_rate: float, level_db: float) -> tuple[dict, float]:
+    """The tone stack's parameters fitted to the calibrated circuit in ``params`` at ``level_db``
+    (``tonestack.fit_tone_stack``) and the fit's RMS error, from the tone stack in ``params``; the last
+    few fits are kept (an export, the report's streaming twin and a next stage's start ask for the same)."""
+    key = b"".join(np.asarray(v, np.float64).tobytes() for k, v in sorted(params.items())
+                   if k.startswith(TONE_STACK_PARAMS + (CIRCUIT_PREFIX,))) + np.float64([sample_rate, level_db]).tobytes()
+    if key not in _REFITS:
+        fitted, rms_db = tonestack.fit_tone_stack(params, sample_rate, values=circuit_values(params), level_db=level_db)
+        while len(_REFITS) >= 4:
+            del _REFITS[next(iter(_REFITS))]
+        _REFITS[key] = ({k: v for k, v in fitted.items() if k.startswith(TONE_STACK_PARAMS)}, rms_db)
+    fitted, rms_db = _REFITS[key]
+    return {k: v.copy() for k, v in fitted.items()}, rms_db
 
 
 @functools.lru_cache(maxsize=4)
@@ -394,12 +491,20 @@ def circuit_fitted_init(seed: int, sample_rate: float) -> tuple[dict, float]:
 
 def build_ddsp(m: dict, num_conds: int):
     """``knobnet train`` builder: a DDSP amp at ``m["sample_rate"]`` with ``init_params`` seeded from
-    torch's seed (``train.seed``) and its tone stack fitted to the circuit and frozen (module doc;
-    ``build_notes`` says how well it fits). The dataset's knobs must be gain, bass, middle, treble[, master]
-    over 0..10; ``export`` refuses a dataset rate other than ``sample_rate``."""
+    torch's seed (``train.seed``) and its tone stack fitted to the circuit (module doc; ``build_notes`` says
+    how well it fits). With ``m["tone_stack"]`` ``fitted`` the tone stack's biquads are held and the
+    circuit's calibration is unused; with ``circuit`` the calibrated circuit is the tone stack in training
+    and its calibration trains with the rest (``DDSPAmp``). The dataset's knobs must be gain, bass, middle,
+    treble[, master] over 0..10; ``export`` refuses a dataset rate other than ``sample_rate``."""
     import torch
+    if m["tone_stack"] not in TONE_STACK_MODES:
+        raise ValueError(f"model.tone_stack must be one of {', '.join(TONE_STACK_MODES)}, not {m['tone_stack']!r}")
     params, rms_db = circuit_fitted_init(torch.initial_seed() % 2 ** 32, m["sample_rate"])
-    model = DDSPAmp(params, m["sample_rate"], m["n_fft"], num_conds, frozen=TONE_STACK_PARAMS)
+    frozen = TONE_STACK_PARAMS + (() if m["tone_stack"] == "circuit" else (CIRCUIT_PREFIX,))
+    model = DDSPAmp(params, m["sample_rate"], m["n_fft"], num_conds, frozen=frozen, tone_stack=m["tone_stack"])
     model.build_notes = [f"tone stack fitted to the JVM's tone-stack circuit: RMS error {rms_db:.2f} dB "
-                         "over its knob grid; held while the amp trains"]
+                         "over its knob grid; held while the amp trains"
+                         if m["tone_stack"] == "fitted" else
+                         "tone stack: the JVM's tone-stack circuit, its part values and pot tapers calibrated "
+                         "with the amp (biquads fitted to it for export)"]
     return model

@@ -135,18 +135,19 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
 
 
 def _circuit_db(params: dict, knobs_panel: np.ndarray, freqs_hz: np.ndarray, sample_rate: float) -> np.ndarray:
-    """The tone-stack circuit's response (dB) at the knobs, shifted by one level for all knob settings:
+    """The tone-stack circuit's response (dB) at the knobs, in the calibration it was fitted to, shifted by one level for all knob settings:
     where the tone stack meets it at bass, middle and treble 5 (mean over the fit's band), so that a
     level the fit missed at other settings shows."""
     middle = knobs_panel.copy()
     middle[1:4] = 5.0
     sos = amp.design_sos(amp.tone_stack_design(params, amp.normalise(middle), sample_rate), sample_rate)
     stack_db = _db(biquad.response(sos, 2.0 * np.pi * freqs_hz / sample_rate))
-    circuit_middle_db = _db(tonestack.circuit_response(freqs_hz, 5.0, 5.0, 5.0))
+    values = {k: np.asarray(v, np.float64) for k, v in amp.circuit_values(params).items()}
+    circuit_middle_db = _db(tonestack.circuit_response(freqs_hz, 5.0, 5.0, 5.0, values))
     band = (freqs_hz >= tonestack.FIT_HZ[0]) & (freqs_hz <= tonestack.FIT_HZ[1])
     band = band if band.any() else np.ones_like(band)
     offset = np.mean(stack_db[band] - circuit_middle_db[band])
-    return _db(tonestack.circuit_response(freqs_hz, *knobs_panel[1:4])) + offset
+    return _db(tonestack.circuit_response(freqs_hz, *knobs_panel[1:4], values)) + offset
 
 
 def _run_gru(v: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ The recordings hold 3 tone settings for training (5 exist; resources/jvm/MODEL_C
 learn from them how bass, middle and treble move the response. The amp's tone stack is a passive
 Marshall TMB network whose parts are known (spec section 8, the grey-box model of the JVM [gb]):
 slope resistor R1 33k, treble cap C1 470 pF, bass and middle caps C2 = C3 22 nF, treble pot RT
-200k, bass pot RB 1M, middle pot RM 20k, loaded by R2 39k into the 1M volume pot. Its response
+200k, bass pot RB 1M, middle pot RM 20k, loaded by R2 39k into the 1M volume pot (R_VOLUME). Its response
 follows from nodal analysis (``circuit_response``); ``fit_tone_stack`` fits the DDSP tone stack
 (LS, PK, HS biquads driven by the tone-stack controller, spec section 7) to it over a grid of
 knob settings, and the ``ddsp`` model type keeps those parameters fixed while the rest of the amp
@@ -27,12 +27,16 @@ inspector's reference curve), the GUI thread.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-PARTS = {"R1": 33e3, "RT": 200e3, "RB": 1e6, "RM": 20e3, "C1": 470e-12, "C2": 22e-9, "C3": 22e-9,
-         "R_LOAD": 39e3 + 1e6}
+PARTS = {"R1": 33e3, "RT": 200e3, "RB": 1e6, "RM": 20e3, "R2": 39e3, "C1": 470e-12, "C2": 22e-9, "C3": 22e-9}
+R_VOLUME = 1e6  # the volume pot after R2, at full ([gb]); not calibrated
 TAPERS = {"bass": (4.4, -3.38), "middle": (1.79, -0.919), "treble": (1.79, -0.919)}
+POTS = ("bass", "middle", "treble")
 POT_END = 0.01  # a pot's end resistance, as a fraction of its value (module doc)
+TOLERANCE = 0.2  # calibrated part values stay within nominal x (1 +- TOLERANCE) ([gb]'s 0.8 + 0.4 sigmoid)
 
 #: The fit: knob settings 0, 1, .. 10 of bass, middle and treble, FIT_POINTS log-spaced frequencies.
 FIT_KNOB_STEPS = np.linspace(0.0, 10.0, 11)
@@ -41,70 +45,126 @@ FIT_POINTS = 64
 FIT_BATCH = 128
 
 
-def pot_position(knob, kind: str):
-    """Panel knob 0..10 -> pot position 0..1 through the taper of ``kind`` (module doc)."""
-    t2, t3 = TAPERS[kind]
-    t1 = 1.0 / (np.tanh(t2 + t3) - np.tanh(t3))
-    y = t1 * np.tanh(t2 * np.asarray(knob, np.float64) / 10.0 + t3) - t1 * np.tanh(t3)
-    return np.clip(y, POT_END, 1.0 - POT_END)
+def nominal_values() -> dict[str, np.ndarray]:
+    """The circuit's calibration at its nominal parts and [gb]'s initial tapers: ``part_alpha`` (8,),
+    one per PARTS entry, value = nominal x (1 - TOLERANCE + 2 TOLERANCE sigmoid(alpha)), 0 = nominal;
+    ``taper`` (3, 2): (t2, t3) of bass, middle, treble (``pot_position``)."""
+    return {"part_alpha": np.zeros(len(PARTS)), "taper": np.array([TAPERS[k] for k in POTS], np.float64)}
 
 
-def circuit_response(freqs_hz, bass, middle, treble, parts=PARTS):
-    """Complex response of the tone-stack circuit at ``freqs_hz`` (K,) for panel knobs (scalars 0..10).
+def _xp(a):
+    return np if isinstance(a, np.ndarray) else __import__("torch")
+
+
+def part_values(values) -> dict:
+    """Part name -> value (ohm or farad) of a calibration (``nominal_values``)."""
+    xp = _xp(values["part_alpha"])
+    scale = 1.0 - TOLERANCE + 2.0 * TOLERANCE / (1.0 + xp.exp(-values["part_alpha"]))
+    return {name: nominal * scale[i] for i, (name, nominal) in enumerate(PARTS.items())}
+
+
+def pot_position(knob, kind: str, values=None):
+    """Panel knob 0..10 -> pot position 0..1 through the taper of ``kind`` (module doc) in the
+    calibration ``values`` (default: nominal). NumPy or torch, as ``values`` is."""
+    if values is None:
+        t2, t3 = TAPERS[kind]
+        xp = np
+    else:
+        t2, t3 = values["taper"][POTS.index(kind)]
+        xp = _xp(values["taper"])
+    t1 = 1.0 / (xp.tanh(t2 + t3) - xp.tanh(t3))
+    y = t1 * xp.tanh(t2 * knob / 10.0 + t3) - t1 * xp.tanh(t3)
+    return xp.clip(y, POT_END, 1.0 - POT_END)
+
+
+def circuit_response(freqs_hz, bass, middle, treble, values=None):
+    """Complex response of the tone-stack circuit at ``freqs_hz`` (K,) for panel knobs 0..10.
 
     Solves the circuit's nodal equations Y v = i (nodes T, out, X, M, S; input at 1 V) per frequency.
+    The knobs are scalars, or arrays of one shape (...,) for (..., K) responses; with ``values`` (a
+    calibration, ``nominal_values``' layout) as torch tensors it is differentiable in them.
     """
-    b, m, t = pot_position(bass, "bass"), pot_position(middle, "middle"), pot_position(treble, "treble")
-    s = 2j * np.pi * np.asarray(freqs_hz, np.float64)
+    if values is None:
+        values = nominal_values()
+        xp = np
+        knobs = [np.asarray(k, np.float64) for k in (bass, middle, treble)]
+    else:
+        xp = _xp(values["part_alpha"])
+        knobs = [xp.as_tensor(k, dtype=values["taper"].dtype) if xp is not np else np.asarray(k, np.float64)
+                 for k in (bass, middle, treble)]
+    b, m, t = (pot_position(k, kind, values)[..., None] for k, kind in zip(knobs, POTS))
+    p = part_values(values)
+    if xp is np:
+        s = 2j * np.pi * np.asarray(freqs_hz, np.float64)
+    else:
+        s = 2j * np.pi * xp.as_tensor(freqs_hz, dtype=xp.float64).to(xp.complex128)
+    zero = 0.0 * (s + b + m + t)  # (..., K), complex
     T, OUT, X, M, S = range(5)
-    y = np.zeros(s.shape + (5, 5), np.complex128)
-    i = np.zeros(s.shape + (5,), np.complex128)
+    y = [[zero] * 5 for _ in range(5)]
+    i = [zero] * 5
 
     def between(a, c, adm):
-        y[..., a, a] += adm
+        y[a][a] = y[a][a] + adm
         if c is not None:
-            y[..., c, c] += adm
-            y[..., a, c] -= adm
-            y[..., c, a] -= adm
+            y[c][c] = y[c][c] + adm
+            y[a][c] = y[a][c] - adm
+            y[c][a] = y[c][a] - adm
 
     def from_input(a, adm):
-        y[..., a, a] += adm
-        i[..., a] += adm
+        y[a][a] = y[a][a] + adm
+        i[a] = i[a] + adm
 
-    p = parts
     from_input(T, s * p["C1"])
-    from_input(S, 1.0 / p["R1"])
+    from_input(S, 1.0 / p["R1"] + zero)
     between(T, OUT, 1.0 / ((1.0 - t) * p["RT"]))
     between(OUT, X, 1.0 / (t * p["RT"]))
     between(X, M, 1.0 / (b * p["RB"]))
     between(M, None, 1.0 / (m * p["RM"]))
     between(S, X, s * p["C2"])
     between(S, M, s * p["C3"])
-    between(OUT, None, 1.0 / p["R_LOAD"])
-    return np.linalg.solve(y, i[..., None])[..., OUT, 0]
+    between(OUT, None, 1.0 / (p["R2"] + R_VOLUME))
+    y_mat = xp.stack([xp.stack(row, -1) for row in y], -2)
+    return xp.linalg.solve(y_mat, xp.stack(i, -1)[..., None])[..., OUT, 0]
 
 
-def fit_targets():
-    """The fit's knob grid (N, 3) of bass, middle, treble, frequencies (K,) and circuit levels (N, K) in dB,
-    less their mean (the amp's other gains set the level)."""
+def _grid_db(values=None):
+    """The fit's knob grid (N, 3) of bass, middle, treble, frequencies (K,) and the circuit's levels (N, K)
+    in dB in the calibration ``values`` (default nominal)."""
     grid = np.stack(np.meshgrid(FIT_KNOB_STEPS, FIT_KNOB_STEPS, FIT_KNOB_STEPS, indexing="ij"), -1).reshape(-1, 3)
     freqs = np.geomspace(*FIT_HZ, FIT_POINTS)
-    db = np.stack([20.0 * np.log10(np.abs(circuit_response(freqs, *k))) for k in grid])
+    return grid, freqs, 20.0 * np.log10(np.abs(circuit_response(freqs, grid[:, 0], grid[:, 1], grid[:, 2], values)))
+
+
+def fit_targets(values=None):
+    """``_grid_db`` less its mean level (the amp's other gains set the level)."""
+    grid, freqs, db = _grid_db(values)
     return grid, freqs, db - db.mean()
 
 
-def fit_tone_stack(params: dict, sample_rate: float, steps: int = 3000, log=None) -> tuple[dict, float]:
-    """Parameters with the tone stack (its controller) fitted to the circuit.
+@functools.lru_cache(maxsize=1)
+def nominal_mean_db() -> float:
+    """The nominal circuit's mean level (dB) over the fit's grid, which ``fit_targets`` removes."""
+    return float(_grid_db()[2].mean())
 
-    Adam on the mean squared dB error less its mean (one level for all settings is the other stages'
-    to set) over ``fit_targets``' grid, FIT_BATCH settings a step drawn by a seeded generator
-    (deterministic).
+
+def fit_tone_stack(params: dict, sample_rate: float, steps: int = 3000, log=None, values=None,
+                   level_db: float | None = None) -> tuple[dict, float]:
+    """Parameters with the tone stack (its controller) fitted to the circuit (calibrated by ``values``,
+    ``nominal_values``' layout in NumPy; default nominal).
+
+    Adam on the mean squared dB error over ``fit_targets``' grid, FIT_BATCH settings a step drawn by a
+    seeded generator (deterministic). Without ``level_db`` the error is taken less its mean (one level
+    for all settings is the other stages' to set); with it the biquads are fitted to the circuit at
+    that level relative to the nominal circuit's mean (``tone_stack_level_db``), which keeps a trained
+    amp's level when its tone stack is refitted to a calibration.
 
     Args:
         params: DDSP amp parameters (NumPy) by name; the other stages' are returned unchanged.
         sample_rate: in Hz.
         steps: optimiser steps.
         log: called with a progress line now and then, if given.
+        values: the circuit's calibration (default nominal).
+        level_db: the level to fit at, or None (level-free).
     Returns:
         (parameters, RMS error in dB over the grid).
     """
@@ -113,16 +173,20 @@ def fit_tone_stack(params: dict, sample_rate: float, steps: int = 3000, log=None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small tensors: more threads only wait on each other (10x slower on a busy CPU)
     try:
-        return _fit(params, sample_rate, steps, log)
+        return _fit(params, sample_rate, steps, log, values, level_db)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(params: dict, sample_rate: float, steps: int, log) -> tuple[dict, float]:
+def _fit(params: dict, sample_rate: float, steps: int, log, values, level_db) -> tuple[dict, float]:
     import torch
 
     from effects.ddsp import amp, biquad
-    grid, freqs, target_db = fit_targets()
+    if level_db is None:
+        grid, freqs, target_db = fit_targets(values)
+    else:
+        grid, freqs, target_db = _grid_db(values)
+        target_db = target_db - nominal_mean_db() + level_db
     names = [k for k in params if k.startswith(amp.TONE_STACK_PARAMS)]
     fitted = {k: torch.tensor(params[k], dtype=torch.float64, requires_grad=True) for k in names}
     panel = torch.zeros(len(grid), len(amp.KNOBS), dtype=torch.float64)
@@ -142,7 +206,7 @@ def _fit(params: dict, sample_rate: float, steps: int, log) -> tuple[dict, float
 
     for step in range(steps):
         err = errors(torch.as_tensor(rng.choice(len(grid), FIT_BATCH, replace=False)))
-        loss = (err - err.mean()).square().mean()  # the level is the other stages' to set
+        loss = (err - err.mean() if level_db is None else err).square().mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -151,10 +215,23 @@ def _fit(params: dict, sample_rate: float, steps: int, log) -> tuple[dict, float
             log(f"tone stack fit to the circuit: step {step}/{steps}, RMS error {loss.item() ** 0.5:.2f} dB")
     with torch.no_grad():
         err = errors(slice(None))
-        rms_db = float((err - err.mean()).square().mean().sqrt())
+        rms_db = float((err - err.mean() if level_db is None else err).square().mean().sqrt())
     out = dict(params)
     out.update({k: v.detach().numpy().copy() for k, v in fitted.items()})
     return out, rms_db
+
+
+def tone_stack_level_db(params: dict, sample_rate: float, values=None) -> float:
+    """The level (dB) of the tone stack's biquads in ``params`` over the fit's grid, relative to the circuit
+    (calibration ``values``, default nominal) less the nominal circuit's mean level: the level at which a
+    level-free fit left them, which the rest of the amp trained around."""
+    from effects.ddsp import amp, biquad
+    grid, freqs, circuit_db = _grid_db(values)
+    panel = np.zeros((len(grid), len(amp.KNOBS)))
+    panel[:, 0], panel[:, 4], panel[:, 1:4] = amp.RECORDED["gain"], amp.RECORDED["master"], grid
+    sos = amp.design_sos(amp.tone_stack_design(params, amp.normalise(panel), sample_rate), sample_rate)
+    stack_db = 20.0 * np.log10(np.abs(biquad.response(sos, 2.0 * np.pi * freqs / sample_rate)))
+    return float(np.mean(stack_db - (circuit_db - nominal_mean_db())))
 
 
 BAND_EDGES_HZ = np.geomspace(60.0, 12000.0, 22)  # 21 bands, about a third of an octave each

@@ -76,7 +76,9 @@ class ModelType:
     (batch, time), ``export(path, meta)`` and ``streaming_twin()``; the twin has ``stream()``,
     ``weights_into(cond, weights)``, ``num_conds`` and ``ops_per_sample`` (see ``finish``).
     ``invertible``: the model has ``invert_output()`` (negates its output exactly), which
-    ``train.match_polarity`` needs. A model may carry ``build_notes`` (lines the log shows after building).
+    ``train.match_polarity`` needs. A model may carry ``build_notes`` (lines the log shows after building),
+    ``count_params()`` (what the report counts, where not all of its torch parameters play) and
+    ``after_init_from()`` (called once ``train.init_from``'s weights are in; returns a line for the log or None).
     """
 
     def __init__(self, defaults: dict, build, invertible: bool = False):
@@ -359,6 +361,8 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     if tc["init_from"] is not None and not (resume and ckpt_path.is_file()):
         init_weights(model, tc["init_from"])
         log(f"starting from the best weights of {tc['init_from']}")
+        if hasattr(model, "after_init_from") and (note := model.after_init_from()):
+            log(note)
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, weights_only=False, map_location="cpu")
         if not _same_run(ckpt["config"], cfg):
@@ -461,7 +465,7 @@ def finish(cfg, model, ds, state, out: pathlib.Path) -> dict:
         per_pair.append({"pair": p.name, "knobs": p.knobs, **metrics(y, p.y), "esr_bands": esr_by_band(y, p.y, ds.sample_rate)})
     summary = {k: float(np.mean([r[k] for r in per_pair])) for k in ("esr", "esr_pre_emphasis", "mae", "mrstft")} if per_pair else {}
     report = {"name": cfg["name"], "config": cfg, "steps": state["step"], "train_seconds": state.get("seconds", 0.0),
-              "params": count_params(model), "ops_per_sample": int(twin.ops_per_sample),
+              "params": model.count_params() if hasattr(model, "count_params") else count_params(model), "ops_per_sample": int(twin.ops_per_sample),
               "rtf_at_128": streaming_rtf(twin, ds.sample_rate), "sample_rate": ds.sample_rate,
               "best_valid_loss": state["best_valid"], "history": state["history"], "test": per_pair, "test_mean": summary}
     model.export(out / "model.npz", meta={"name": cfg["name"], "pedal": cfg["pedal"], "sample_rate": ds.sample_rate,
