@@ -85,7 +85,8 @@ def test_the_circuit_in_torch_is_the_circuit_in_numpy_and_differentiable_in_its_
     gradient in the part values and tapers matches finite differences (gradcheck)."""
     import torch
     rng = np.random.default_rng(4)
-    values = {"part_alpha": rng.normal(0, 1, len(PARTS)), "taper": tonestack.nominal_values()["taper"] + rng.normal(0, 0.2, (3, 2))}
+    values = {"part_alpha": rng.normal(0, 1, len(PARTS)), "taper": tonestack.nominal_values()["taper"] + rng.normal(0, 0.2, (3, 2)),
+              "end_alpha": rng.normal(0, 0.5, 3)}
     freqs = np.geomspace(40.0, 12000.0, 9)
     knobs = [np.array([2.0, 7.5]), np.array([3.0, 1.0]), np.array([8.0, 4.5])]
     h_np = tonestack.circuit_response(freqs, *knobs, values)
@@ -95,10 +96,10 @@ def test_the_circuit_in_torch_is_the_circuit_in_numpy_and_differentiable_in_its_
         np.testing.assert_allclose(h_np[row], tonestack.circuit_response(freqs, *(k[row] for k in knobs), values), rtol=1e-12)
     np.testing.assert_allclose(h_torch.numpy(), h_np, rtol=1e-10)
 
-    def level(alpha, taper):
+    def level(*calibration):
         return tonestack.circuit_response(torch.as_tensor(freqs), *(torch.as_tensor(k) for k in knobs),
-                                          {"part_alpha": alpha, "taper": taper}).abs()
-    inputs = tuple(torch.tensor(values[k], requires_grad=True) for k in ("part_alpha", "taper"))
+                                          dict(zip(values, calibration))).abs()
+    inputs = tuple(torch.tensor(v, requires_grad=True) for v in values.values())
     assert torch.autograd.gradcheck(level, inputs)
 
 
@@ -115,7 +116,7 @@ def test_a_fit_at_a_level_follows_the_calibrated_circuit_at_that_level():
     """Fitted at -4 dB to a calibration off nominal, the biquads sit at -4 dB (``tone_stack_level_db``)
     and follow that circuit, not the nominal one."""
     values = {"part_alpha": np.array([1.0, -1.0, 2.0, 0.5, 0.0, -0.5, 1.5, -2.0]),
-              "taper": np.array([[3.0, -2.5], [2.2, -0.9], [1.5, -0.7]])}
+              "taper": np.array([[3.0, -2.5], [2.2, -0.9], [1.5, -0.7]]), "end_alpha": np.array([1.0, 0.0, -0.5])}
     params, rms_db = tonestack.fit_tone_stack(amp.init_params(0), 44100.0, steps=600, values=values, level_db=-4.0)
     assert tonestack.tone_stack_level_db(params, 44100.0, values) == pytest.approx(-4.0, abs=0.3)
     grid, freqs, _ = tonestack.fit_targets()

@@ -57,7 +57,8 @@ GRU_WH_PLUS, GRU_WH_MINUS, GRU_OT = 4, 5, 6
 # The tone-stack circuit's calibration (``tonestack.nominal_values``): not played, the tone stack's
 # controller is fitted to it; it trains only with the model option ``tone_stack: circuit``.
 CIRCUIT_PREFIX = "circuit."
-CIRCUIT_SHAPES = {"circuit.part_alpha": (len(tonestack.PARTS),), "circuit.taper": (len(tonestack.POTS), 2)}
+CIRCUIT_SHAPES = {"circuit.part_alpha": (len(tonestack.PARTS),), "circuit.taper": (len(tonestack.POTS), 2),
+                  "circuit.end_alpha": (len(tonestack.POTS),)}
 
 F_RANGE_HZ = ((20.0, 1000.0), (80.0, 10000.0), (1000.0, 20000.0))  # LS, PK, HS
 Q_RANGE = ((0.3, 2.0), (0.1, 10.0), (0.3, 2.0))
@@ -224,7 +225,7 @@ def param_shapes() -> dict[str, tuple[int, ...]]:
 
 def circuit_values(params: dict) -> dict:
     """The tone-stack circuit's calibration held in ``params`` (``tonestack.nominal_values``' layout)."""
-    return {k: params[CIRCUIT_PREFIX + k] for k in ("part_alpha", "taper")}
+    return {k: params[CIRCUIT_PREFIX + k] for k in tonestack.nominal_values()}
 
 
 def init_params(seed: int = 0) -> dict[str, np.ndarray]:
@@ -338,7 +339,7 @@ class DDSPAmp:
                 self._level_cache = (None, None)
 
             def _calibration(self):
-                return torch.cat([self.p["circuit_part_alpha"], self.p["circuit_taper"].reshape(-1)])
+                return torch.cat([self.p["circuit_" + k].reshape(-1) for k in tonestack.nominal_values()])
 
             def _tone_stack_level_db(self) -> float:
                 """The level of the tone stack's biquads relative to the calibration they were fitted to
@@ -347,8 +348,9 @@ class DDSPAmp:
                 fitted_to = self.ts_fitted_to.detach().double().numpy()
                 key = fitted_to.tobytes() + b"".join(v.tobytes() for v in params.values())
                 if self._level_cache[0] != key:
-                    n = len(tonestack.PARTS)
-                    values = {"part_alpha": fitted_to[:n], "taper": fitted_to[n:].reshape(-1, 2)}
+                    values, at = {}, 0
+                    for k, v in tonestack.nominal_values().items():
+                        values[k], at = fitted_to[at:at + v.size].reshape(v.shape), at + v.size
                     self._level_cache = (key, tonestack.tone_stack_level_db(params, self.sample_rate, values))
                 return self._level_cache[1]
 

@@ -36,6 +36,7 @@ R_VOLUME = 1e6  # the volume pot after R2, at full ([gb]); not calibrated
 TAPERS = {"bass": (4.4, -3.38), "middle": (1.79, -0.919), "treble": (1.79, -0.919)}
 POTS = ("bass", "middle", "treble")
 POT_END = 0.01  # a pot's end resistance, as a fraction of its value (module doc)
+POT_END_MAX = 0.2  # the most a calibration may make of it
 TOLERANCE = 0.2  # calibrated part values stay within nominal x (1 +- TOLERANCE) ([gb]'s 0.8 + 0.4 sigmoid)
 
 #: The fit: knob settings 0, 1, .. 10 of bass, middle and treble, FIT_POINTS log-spaced frequencies.
@@ -48,8 +49,11 @@ FIT_BATCH = 128
 def nominal_values() -> dict[str, np.ndarray]:
     """The circuit's calibration at its nominal parts and [gb]'s initial tapers: ``part_alpha`` (8,),
     one per PARTS entry, value = nominal x (1 - TOLERANCE + 2 TOLERANCE sigmoid(alpha)), 0 = nominal;
-    ``taper`` (3, 2): (t2, t3) of bass, middle, treble (``pot_position``)."""
-    return {"part_alpha": np.zeros(len(PARTS)), "taper": np.array([TAPERS[k] for k in POTS], np.float64)}
+    ``taper`` (3, 2): (t2, t3) of bass, middle, treble (``pot_position``); ``end_alpha`` (3,): each pot's
+    end resistance POT_END x exp(alpha), at most POT_END_MAX (the taper alone cannot move a position held
+    at the end: bass 0 to 2 all sit there at [gb]'s bass taper)."""
+    return {"part_alpha": np.zeros(len(PARTS)), "taper": np.array([TAPERS[k] for k in POTS], np.float64),
+            "end_alpha": np.zeros(len(POTS))}
 
 
 def _xp(a):
@@ -68,13 +72,15 @@ def pot_position(knob, kind: str, values=None):
     calibration ``values`` (default: nominal). NumPy or torch, as ``values`` is."""
     if values is None:
         t2, t3 = TAPERS[kind]
-        xp = np
+        xp, end = np, POT_END
     else:
         t2, t3 = values["taper"][POTS.index(kind)]
         xp = _xp(values["taper"])
+        end = POT_END * xp.exp(values["end_alpha"][POTS.index(kind)])
+        end = np.minimum(end, POT_END_MAX) if xp is np else end.clamp(max=POT_END_MAX)
     t1 = 1.0 / (xp.tanh(t2 + t3) - xp.tanh(t3))
     y = t1 * xp.tanh(t2 * knob / 10.0 + t3) - t1 * xp.tanh(t3)
-    return xp.clip(y, POT_END, 1.0 - POT_END)
+    return xp.minimum(xp.maximum(y, end), 1.0 - end)
 
 
 def circuit_response(freqs_hz, bass, middle, treble, values=None):
