@@ -33,8 +33,8 @@ def test_circuit_limits_worked_out_by_hand():
 def test_pot_tapers_run_from_end_to_end_and_rise():
     for kind in tonestack.TAPERS:
         pos = tonestack.pot_position(np.linspace(0, 10, 41), kind)
-        assert pos[0] == tonestack.POT_END and pos[-1] == 1 - tonestack.POT_END
-        assert np.all(np.diff(pos) >= 0)
+        assert pos[0] == tonestack.POT_END and pos[-1] == pytest.approx(1 - tonestack.POT_END, abs=1e-12)
+        assert np.all(np.diff(pos) > 0)  # the end resistance adds to the track: no flat stretch at either end
     assert tonestack.pot_position(5.0, "bass") < 0.2  # the bass pot is strongly audio-taper
 
 
@@ -71,7 +71,7 @@ def test_the_fitted_tone_stack_follows_the_circuit_between_its_grid_points():
 def test_the_circuit_predicts_what_the_tone_knobs_did_to_the_recorded_amp():
     """Clips of one input at two tone settings: the change of the target's band levels follows the
     circuit's within 2.5 dB RMS (less the mean) on every pair, the training pairs (on which POT_END was
-    set) 1.8-2.3 dB; the change itself spans 16-49 dB between bands on these pairs."""
+    set) 1.7-2.3 dB; the change itself spans 16-49 dB between bands on these pairs."""
     from effects.ddsp import dataset
     rows = tonestack.recorded_against_circuit(dataset.load_clips())
     assert len(rows) == 9 and sum(r["split"] == "train" for r in rows) == 5

@@ -12,15 +12,19 @@ trains (``amp.build_ddsp``): the data teach the amp, the circuit teaches the kno
 
 Wiring (Yeh & Smith's TMB; node names are ours): input -> C1 -> T; T -(1 - t) RT- out -t RT- X;
 X -b RB- M; M -m RM- ground; input -R1- S; S -C2- X; S -C3- M; out -(R2 + RV)- ground. The pot
-positions b, m, t in [0, 1] come from the panel knobs through the tapers of [gb]'s initialisation,
+positions b, m, t in [e, 1 - e] come from the panel knobs x through the tapers of [gb]'s initialisation,
 y = t1 tanh(t2 x + t3) + t4 with y(0) = 0 and y(1) = 1 (bass (4.4, -3.38), middle and treble
-(1.79, -0.919)).
+(1.79, -0.919)), as e + (1 - 2 e) y: each end of the track adds the pot's end resistance e.
 
 How well the circuit predicts the recordings: ``python -m effects.ddsp.tonestack`` compares, for every
 two clips of the same input at different tone settings, the target's band levels (one difference
-per band) with the circuit's (``recorded_against_circuit``). The pot's end resistance, POT_END, was
-set on the training pairs only (B10_M0_T0 and B1_M3_T7, files 1-5): 1 % of the pot fits them best of
-0.3-2 % (2.07 dB RMS; 0.01 % would be 2.47 dB and puts a 20k middle pot at 2 ohm).
+per band) with the circuit's (``recorded_against_circuit``). The end resistance, POT_END, was set on
+the training pairs only (B10_M0_T0 and B1_M3_T7, files 1-5): 1 % of the pot fits them within 0.02 dB
+of the best of 0.3-5 % (2.01 dB RMS; 0.75 % 1.99; 0.3 % 2.25; 3 % 3.77).
+
+The circuit's *calibration* (``nominal_values``: part values within TOLERANCE, tapers, end resistances)
+can train with the amp (model option ``tone_stack: circuit``, ``effects.ddsp.amp``), as [gb] trains its
+circuit's; the tone stack's biquads are then refitted to the calibrated circuit.
 
 Runs on the training thread (``knobnet train``), the CLI thread and, for ``circuit_response`` (the
 inspector's reference curve), the GUI thread.
@@ -80,7 +84,7 @@ def pot_position(knob, kind: str, values=None):
         end = np.minimum(end, POT_END_MAX) if xp is np else end.clamp(max=POT_END_MAX)
     t1 = 1.0 / (xp.tanh(t2 + t3) - xp.tanh(t3))
     y = t1 * xp.tanh(t2 * knob / 10.0 + t3) - t1 * xp.tanh(t3)
-    return xp.minimum(xp.maximum(y, end), 1.0 - end)
+    return end + (1.0 - 2.0 * end) * y  # the end resistance in series with the track
 
 
 def circuit_response(freqs_hz, bass, middle, treble, values=None):
@@ -250,13 +254,14 @@ def band_levels_db(y, sample_rate: float) -> np.ndarray:
     return np.array([10.0 * np.log10(p[(f >= lo) & (f < hi)].mean()) for lo, hi in zip(BAND_EDGES_HZ[:-1], BAND_EDGES_HZ[1:])])
 
 
-def recorded_against_circuit(clips) -> list[dict]:
+def recorded_against_circuit(clips, values=None) -> list[dict]:
     """For every two clips of the same input at different tone settings: the change of the target's band
     levels from the first setting to the second, the circuit's, and the RMS of their difference less its
     mean (dB) - how far the circuit misses what the knobs did to the recorded amp (its power amp included).
 
     Args:
         clips: ``effects.ddsp.dataset.load_clips()``.
+        values: the circuit's calibration (default nominal).
     Returns:
         [{from, to, file, split, recorded_db, circuit_db, misfit_db}], split "train" when both clips train.
     """
@@ -270,8 +275,8 @@ def recorded_against_circuit(clips) -> list[dict]:
         for i, (a, ca) in enumerate(group):
             for b, cb in group[i + 1:]:
                 recorded = band_levels_db(cb["y"], cb["sample_rate"]) - band_levels_db(ca["y"], ca["sample_rate"])
-                circuit = 20.0 * np.log10(np.abs(circuit_response(centres, *(cb["knobs"][k] for k in ("bass", "middle", "treble"))))
-                                          / np.abs(circuit_response(centres, *(ca["knobs"][k] for k in ("bass", "middle", "treble")))))
+                circuit = 20.0 * np.log10(np.abs(circuit_response(centres, *(cb["knobs"][k] for k in POTS), values))
+                                          / np.abs(circuit_response(centres, *(ca["knobs"][k] for k in POTS), values)))
                 miss = recorded - circuit
                 rows.append({"from": a, "to": b, "file": number, "recorded_db": recorded, "circuit_db": circuit,
                              "split": "train" if ca["split"] == cb["split"] == "train" else "test",
