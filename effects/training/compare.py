@@ -174,11 +174,15 @@ def jvm_compare(runs=JVM_RUNS) -> dict:
     return {"rows": rows, "splits": splits}
 
 
-def jvm_card_metrics(stages=("jvm-ddsp-spectral.yaml", "jvm-ddsp.yaml")) -> dict:
+JVM_STAGES = ("jvm-ddsp-spectral.yaml", "jvm-ddsp.yaml", "jvm-ddsp-circuit.yaml", "jvm-ddsp-final.yaml")
+
+
+def jvm_card_metrics(stages=JVM_STAGES) -> dict:
     """What ``resources/jvm/jvm_ddsp.metrics.json`` holds: every clip's metrics for the shipped weights
-    (streaming model, latency-aligned clips, with its split and its ESR by octave band) and each training stage's config, steps,
-    minutes and history (from the stages' ``report.json``)."""
-    from effects.ddsp import dataset
+    (streaming model, latency-aligned clips, with its split and its ESR by octave band), each training stage's
+    config, steps, minutes and history (from the stages' ``report.json``), and the tone-stack circuit's
+    calibration in the shipped weights (part values over nominal, tapers, end resistances)."""
+    from effects.ddsp import amp, dataset, stream, tonestack
     from effects.training.train import load_config
     runs = []
     for config in stages:
@@ -198,7 +202,14 @@ def jvm_card_metrics(stages=("jvm-ddsp-spectral.yaml", "jvm-ddsp.yaml")) -> dict
         raise ValueError(f"{_shown(out / 'model.npz')} is not {_shown(SHIPPED_JVM)}: these runs did not make the shipped weights")
     pairs = _jvm_pairs(dataset.load_clips())
     scores = _score(_twin(SHIPPED_JVM, len(dataset.KNOBS)), pairs, bands=True)
-    return {"clips": {p.name: dict(scores[p.name], split=p.split) for p in pairs}, "training": runs}
+    values = {k: np.asarray(v, np.float64) for k, v in amp.circuit_values(stream.load(SHIPPED_JVM)[0]).items()}
+    circuit = {"part_over_nominal": {k: round(v / tonestack.PARTS[k], 4) for k, v in tonestack.part_values(values).items()},
+               "taper_t2_t3": {k: [round(float(t), 4) for t in values["taper"][i]] for i, k in enumerate(tonestack.POTS)},
+               "end_resistance": {k: round(float(tonestack.pot_position(0.0, k, values)), 5) for k in tonestack.POTS},
+               "position_at_knob_0_to_10": {k: [round(float(v), 4) for v in tonestack.pot_position(np.arange(11.0), k, values)]
+                                            for k in tonestack.POTS}}
+    return {"clips": {p.name: dict(scores[p.name], split=p.split) for p in pairs}, "training": runs,
+            "tone_stack_circuit": circuit}
 
 
 def jvm_markdown(result) -> str:
@@ -211,7 +222,7 @@ def jvm_markdown(result) -> str:
              "means over the two clips of each kind. ESR pre: with the pre-emphasis filter of the training loss. "
              "RTF: one thread, 128-sample blocks, every model timed in this one sitting (compare ratios).", "",
              "Reproduce (after `python -m effects.ddsp.dataset out/datasets/jvm` and `knobnet train` of "
-             "resources/training/jvm-gru8.yaml and jvm-gru48.yaml; the shipped DDSP amp's two stages are in its "
+             "resources/training/jvm-gru8.yaml and jvm-gru48.yaml; the shipped DDSP amp's four stages are in its "
              "model card): "
              "`python -m effects.training.compare --jvm`. What the figures say about the DDSP amp: "
              "resources/jvm/MODEL_CARD.md.", "",
