@@ -20,7 +20,10 @@ Knobs [ours], because the JVM data holds gain 5 only and one (unrecorded) master
 - The tone stack is the only stage that sees bass, middle and treble. Its controller is fitted to
   the JVM's tone-stack circuit (``effects.ddsp.tonestack``) when the model is built and held there
   while the amp trains: three recorded tone settings cannot teach how the knobs move the response,
-  the circuit can.
+  the circuit can. The circuit's calibration (part values, pot tapers and end resistances; 17
+  numbers, ``CIRCUIT_SHAPES``) can learn from the recordings instead: with the model option
+  ``tone_stack: circuit`` the circuit itself is the tone stack in training, and the biquads are
+  then refitted to it (``DDSPAmp``).
 
 Threads: the torch model runs on the training thread; ``dsp_params`` also runs on the GUI
 thread (inspection) and at control ticks on the audio thread (NumPy).
@@ -310,7 +313,7 @@ class DDSPAmp:
         tone_stack: ``fitted``: the tone stack is its biquads (what plays); ``circuit``: in training it is
             the circuit itself (``tonestack.circuit_response`` at the FFT bins, with the calibration
             ``circuit.*`` among the parameters), and ``export``/``streaming_twin`` play biquads fitted to
-            the calibrated circuit (``ddsp_fitted``).
+            the calibrated circuit (``fitted_params``).
     """
 
     def __new__(cls, params: dict | None = None, sample_rate: float = 44100.0, n_fft: int = 16384,
@@ -507,6 +510,6 @@ def build_ddsp(m: dict, num_conds: int):
     model.build_notes = [f"tone stack fitted to the JVM's tone-stack circuit: RMS error {rms_db:.2f} dB "
                          "over its knob grid; held while the amp trains"
                          if m["tone_stack"] == "fitted" else
-                         "tone stack: the JVM's tone-stack circuit, its part values and pot tapers calibrated "
-                         "with the amp (biquads fitted to it for export)"]
+                         "tone stack: the JVM's tone-stack circuit, its part values, pot tapers and end "
+                         "resistances calibrated with the amp (biquads refitted to it for export)"]
     return model
