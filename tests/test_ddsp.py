@@ -233,3 +233,25 @@ def test_a_circuit_run_calibrates_the_circuit_and_the_next_run_plays_biquads_fit
     again = stream.load(tmp_path / "fitted" / "model.npz")[0]
     for k in exported:
         np.testing.assert_array_equal(again[k], exported[k], err_msg=k)
+
+
+def test_weights_saved_before_the_circuit_calibration_start_a_run_at_the_nominal_calibration(tmp_path):
+    """A checkpoint from before ``circuit.*`` and ``ts_fitted_to`` existed still serves ``train.init_from``:
+    its amp loads unchanged, at the nominal calibration, and is not refitted. Another model still fails."""
+    from effects.ddsp import tonestack
+    from effects.training.train import ConfigError, init_weights
+    params = amp.init_params(3)
+    old = {k: v for k, v in amp.DDSPAmp(params, n_fft=4096).state_dict().items()
+           if not k.startswith("p.circuit_") and k != "ts_fitted_to"}
+    torch.save({"state": {"best_model": old}, "model": old}, tmp_path / "old.pt")
+    model = amp.DDSPAmp(amp.init_params(4), n_fft=4096, tone_stack="circuit")
+    init_weights(model, tmp_path / "old.pt")
+    loaded = model.numpy_params()
+    for k, v in params.items():
+        nominal = tonestack.nominal_values().get(k.removeprefix(amp.CIRCUIT_PREFIX))
+        np.testing.assert_allclose(loaded[k], v if nominal is None else nominal, rtol=1e-6, err_msg=k)
+    assert model.refit_tone_stack() is None
+    del old["p.gru"]
+    torch.save({"state": {"best_model": old}, "model": old}, tmp_path / "other.pt")
+    with pytest.raises(ConfigError, match="holds another model"):
+        init_weights(model, tmp_path / "other.pt")

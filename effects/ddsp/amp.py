@@ -344,6 +344,15 @@ class DDSPAmp:
             def _calibration(self):
                 return torch.cat([self.p["circuit_" + k].reshape(-1) for k in tonestack.nominal_values()])
 
+            def load_state_dict(self, state, strict: bool = True, assign: bool = False):
+                """Weights saved before the circuit calibration existed (no ``circuit.*``, no
+                ``ts_fitted_to``) load at the nominal calibration, which their biquads were fitted to."""
+                nominal = {"p.circuit_" + k: torch.as_tensor(v, dtype=torch.float32)
+                           for k, v in tonestack.nominal_values().items()}
+                if not any(k in state for k in nominal) and "ts_fitted_to" not in state:
+                    state = dict(state, **nominal, ts_fitted_to=torch.cat([v.reshape(-1) for v in nominal.values()]))
+                return super().load_state_dict(state, strict, assign)
+
             def _tone_stack_level_db(self) -> float:
                 """The level of the tone stack's biquads relative to the calibration they were fitted to
                 (``tonestack.tone_stack_level_db``): the level the rest of the amp trained around."""
