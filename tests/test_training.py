@@ -151,6 +151,11 @@ def test_resume_refuses_another_recipe_but_takes_a_checkpoint_from_before_a_new_
         del ckpt["config"]["train"][key]
     torch.save(ckpt, ckpt_path)
     assert train(write_config(tmp_path), resume=True, log=lambda *_: None)["steps"] == 60
+    ckpt = torch.load(ckpt_path, weights_only=False)
+    del ckpt["model"][next(iter(ckpt["model"]))]  # a model whose parameters have changed since
+    torch.save(ckpt, ckpt_path)
+    with pytest.raises(ConfigError, match="holds another version of this model"):
+        train(write_config(tmp_path, train={"steps": 80}), resume=True, log=lambda *_: None)
 
 
 def test_cosine_schedule_falls_to_zero_step_by_step_and_resumes_exactly(tmp_path, toy_dataset):

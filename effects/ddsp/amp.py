@@ -294,7 +294,8 @@ def cond_to_panel(c, xp=np):
     if panel.shape[-1] == len(KNOBS) - 1:
         if xp is np:
             return np.concatenate([panel, np.full(panel.shape[:-1] + (1,), RECORDED["master"])], -1)
-        return xp.cat([panel, xp.full(panel.shape[:-1] + (1,), RECORDED["master"], dtype=panel.dtype)], -1)
+        return xp.cat([panel, xp.full(panel.shape[:-1] + (1,), RECORDED["master"], dtype=panel.dtype,
+                                       device=panel.device)], -1)
     return panel
 
 
@@ -346,7 +347,8 @@ class DDSPAmp:
 
             def load_state_dict(self, state, strict: bool = True, assign: bool = False):
                 """Weights saved before the circuit calibration existed (no ``circuit.*``, no
-                ``ts_fitted_to``) load at the nominal calibration, which their biquads were fitted to."""
+                ``ts_fitted_to``) load at the nominal calibration, taken as the one their biquads were fitted
+                to (they were fitted to the nominal circuit with clamped pot ends, 0.5 dB RMS from today's)."""
                 nominal = {"p.circuit_" + k: torch.as_tensor(v, dtype=torch.float32)
                            for k, v in tonestack.nominal_values().items()}
                 if not any(k in state for k in nominal) and "ts_fitted_to" not in state:
@@ -357,7 +359,7 @@ class DDSPAmp:
                 """The level of the tone stack's biquads relative to the calibration they were fitted to
                 (``tonestack.tone_stack_level_db``): the level the rest of the amp trained around."""
                 params = {k: v for k, v in self.numpy_params().items() if k.startswith(TONE_STACK_PARAMS)}
-                fitted_to = self.ts_fitted_to.detach().double().numpy()
+                fitted_to = self.ts_fitted_to.detach().cpu().double().numpy()
                 key = fitted_to.tobytes() + b"".join(v.tobytes() for v in params.values())
                 if self._level_cache[0] != key:
                     values, at = {}, 0
@@ -442,7 +444,8 @@ class DDSPAmp:
             def _circuit_filter(self, v, panel, n_fft: int):
                 """The calibrated circuit applied by frequency sampling of its analogue response, at the
                 level of the biquads it stands in for (``_tone_stack_level_db``)."""
-                freqs = torch.linspace(0.0, self.sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64)
+                freqs = torch.linspace(0.0, self.sample_rate / 2.0, n_fft // 2 + 1, dtype=torch.float64,
+                                       device=v.device)
                 values = {k: t.double() for k, t in circuit_values(self.named()).items()}
                 H = tonestack.circuit_response(freqs, panel[:, 1], panel[:, 2], panel[:, 3], values)
                 H = H * 10.0 ** ((self._tone_stack_level_db() - tonestack.nominal_mean_db()) / 20.0)

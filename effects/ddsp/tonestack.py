@@ -100,14 +100,15 @@ def circuit_response(freqs_hz, bass, middle, treble, values=None):
         knobs = [np.asarray(k, np.float64) for k in (bass, middle, treble)]
     else:
         xp = _xp(values["part_alpha"])
-        knobs = [xp.as_tensor(k, dtype=values["taper"].dtype) if xp is not np else np.asarray(k, np.float64)
+        like = values["taper"]
+        knobs = [xp.as_tensor(k, dtype=like.dtype, device=like.device) if xp is not np else np.asarray(k, np.float64)
                  for k in (bass, middle, treble)]
     b, m, t = (pot_position(k, kind, values)[..., None] for k, kind in zip(knobs, POTS))
     p = part_values(values)
     if xp is np:
         s = 2j * np.pi * np.asarray(freqs_hz, np.float64)
     else:
-        s = 2j * np.pi * xp.as_tensor(freqs_hz, dtype=xp.float64).to(xp.complex128)
+        s = 2j * np.pi * xp.as_tensor(freqs_hz, dtype=xp.float64, device=values["taper"].device).to(xp.complex128)
     zero = 0.0 * (s + b + m + t)  # (..., K), complex
     T, OUT, X, M, S = range(5)
     y = [[zero] * 5 for _ in range(5)]

@@ -367,8 +367,12 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
         ckpt = torch.load(ckpt_path, weights_only=False, map_location="cpu")
         if not _same_run(ckpt["config"], cfg):
             raise ConfigError(f"{ckpt_path} was made with another config; remove it or train without --resume")
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["opt"])
+        try:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["opt"])
+        except (RuntimeError, ValueError) as exc:  # saved by an older version of the model (other parameters)
+            raise ConfigError(f"{ckpt_path} holds another version of this model ({str(exc).splitlines()[0]}); "
+                              f"train without --resume, or start from it with train.init_from") from None
         sched.load_state_dict(ckpt["sched"])
         sampler.rng.bit_generator.state = ckpt["rng"]
         torch.set_rng_state(ckpt["torch_rng"])
