@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 
@@ -101,7 +100,10 @@ def cmd_render(args) -> int:
 
 def cmd_bench(args) -> int:
     from app.bench import format_table, run_bench
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    # One thread of compute. numba.set_num_threads, not the NUMBA_NUM_THREADS variable: numba rereads that
+    # variable at every compile and refuses a new value once its threads run (a crash in a long-lived process).
+    import numba
+    numba.set_num_threads(1)
     try:
         import torch
         torch.set_num_threads(1)

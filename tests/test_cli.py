@@ -144,8 +144,11 @@ def test_unwritable_output_leaves_nothing(capsys, clip, tmp_path):
 
 
 def test_bench_json(capsys):
+    import numba
+    numba.njit(parallel=True)(lambda a: a.sum())(np.ones(4))  # numba's threads run before the bench
     code, out, _ = run(capsys, "bench", "od3", "--seconds", "0.05", "--json")
     assert code == 0
+    assert numba.njit(lambda x: x + 1)(1) == 2  # and numba still compiles after it (it rereads its environment)
     rows = json.loads(out)
     assert rows[0]["name"] == "od3" and rows[0]["params"] == 30297
     assert set(rows[0]["rtf"]) == {"32", "64", "128", "512", "2048"} and all(v > 0 for v in rows[0]["rtf"].values())
