@@ -249,8 +249,14 @@ def init_params(seed: int = 0) -> dict[str, np.ndarray]:
     g[:, 2] = 1.0
     g[:, 7] = g[:, 10] = -1.0
     p["gru"] = g
-    p.update({CIRCUIT_PREFIX + k: v for k, v in tonestack.nominal_values().items()})
+    p.update(nominal_calibration())
     return p
+
+
+def nominal_calibration() -> dict[str, np.ndarray]:
+    """The ``circuit.*`` parameters at the circuit's nominal calibration: a new amp's, and what weights saved
+    before the calibration existed read as (their biquads were fitted to the nominal circuit)."""
+    return {CIRCUIT_PREFIX + k: v for k, v in tonestack.nominal_values().items()}
 
 
 #: GRU1 parameters that change sign when its state does (``inverted``): w_in, w_hr, w_hz, b_in, b_hn.
@@ -349,8 +355,8 @@ class DDSPAmp:
                 """Weights saved before the circuit calibration existed (no ``circuit.*``, no
                 ``ts_fitted_to``) load at the nominal calibration, taken as the one their biquads were fitted
                 to (they were fitted to the nominal circuit with clamped pot ends, 0.5 dB RMS from today's)."""
-                nominal = {"p.circuit_" + k: torch.as_tensor(v, dtype=torch.float32)
-                           for k, v in tonestack.nominal_values().items()}
+                nominal = {"p." + k.replace(".", "_"): torch.as_tensor(v, dtype=torch.float32)
+                           for k, v in nominal_calibration().items()}
                 if not any(k in state for k in nominal) and "ts_fitted_to" not in state:
                     state = dict(state, **nominal, ts_fitted_to=torch.cat([v.reshape(-1) for v in nominal.values()]))
                 return super().load_state_dict(state, strict, assign)

@@ -17,7 +17,7 @@ import pathlib
 import numpy as np
 from numba import njit
 
-from effects.ddsp import amp, tonestack
+from effects.ddsp import amp
 from effects.ddsp.biquad import sos_sample
 from effects.ddsp.gru1 import gru1_lanes
 from effects.kernels import tanh32
@@ -203,8 +203,8 @@ def load(path) -> tuple[dict[str, np.ndarray], float, dict]:
     except (KeyError, ValueError, TypeError):
         raise ModelFileError(f"{name}: metadata is missing or unreadable") from None
     params = {}
-    for k, v in tonestack.nominal_values().items():  # files written before the calibration: fitted to nominal
-        data.setdefault(amp.CIRCUIT_PREFIX + k, v.astype(np.float32))
+    for k, v in amp.nominal_calibration().items():  # files written before the calibration
+        data.setdefault(k, v.astype(np.float32))
     for k, shape in amp.param_shapes().items():
         if k not in data:
             raise ModelFileError(f"{name}: missing parameter {k}")
