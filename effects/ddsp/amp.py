@@ -253,6 +253,11 @@ def init_params(seed: int = 0) -> dict[str, np.ndarray]:
     return p
 
 
+def _torch_name(name: str) -> str:
+    """Parameter ``name``'s key in ``DDSPAmp.p`` (torch names hold no dots); its state-dict key is "p." + it."""
+    return name.replace(".", "_")
+
+
 def nominal_calibration() -> dict[str, np.ndarray]:
     """The ``circuit.*`` parameters at the circuit's nominal calibration: a new amp's, and what weights saved
     before the calibration existed read as (their biquads were fitted to the nominal circuit)."""
@@ -332,6 +337,10 @@ class DDSPAmp:
             raise ValueError(f"the DDSP amp takes the knobs {', '.join(KNOBS)} (master optional), "
                              f"the dataset has {num_conds}")
 
+        def _flat(values):
+            """One vector of calibration values (``ts_fitted_to``'s layout: tonestack.nominal_values' order)."""
+            return torch.cat([torch.as_tensor(v).reshape(-1) for v in values])
+
         class _DDSPAmp(torch.nn.Module):
             def __init__(self):
                 super().__init__()
@@ -341,24 +350,24 @@ class DDSPAmp:
                 self.tone_stack = tone_stack
                 init = params if params is not None else init_params(seed)
                 self.p = torch.nn.ParameterDict(
-                    {k.replace(".", "_"): torch.nn.Parameter(torch.as_tensor(np.asarray(init[k]), dtype=torch.float32),
-                                                             requires_grad=not k.startswith(frozen))
+                    {_torch_name(k): torch.nn.Parameter(torch.as_tensor(np.asarray(init[k]), dtype=torch.float32),
+                                                        requires_grad=not k.startswith(frozen))
                      for k in param_shapes()})
                 # The calibration the tone stack's biquads were fitted to (``refit_tone_stack``).
                 self.register_buffer("ts_fitted_to", self._calibration().detach().clone())
                 self._level_cache = (None, None)
 
             def _calibration(self):
-                return torch.cat([self.p["circuit_" + k].reshape(-1) for k in tonestack.nominal_values()])
+                return _flat(self.p[_torch_name(CIRCUIT_PREFIX + k)] for k in tonestack.nominal_values())
 
             def load_state_dict(self, state, strict: bool = True, assign: bool = False):
                 """Weights saved before the circuit calibration existed (no ``circuit.*``, no
                 ``ts_fitted_to``) load at the nominal calibration, taken as the one their biquads were fitted
                 to (they were fitted to the nominal circuit with clamped pot ends, 0.5 dB RMS from today's)."""
-                nominal = {"p." + k.replace(".", "_"): torch.as_tensor(v, dtype=torch.float32)
+                nominal = {"p." + _torch_name(k): torch.as_tensor(v, dtype=torch.float32)
                            for k, v in nominal_calibration().items()}
                 if not any(k in state for k in nominal) and "ts_fitted_to" not in state:
-                    state = dict(state, **nominal, ts_fitted_to=torch.cat([v.reshape(-1) for v in nominal.values()]))
+                    state = dict(state, **nominal, ts_fitted_to=_flat(nominal.values()))
                 return super().load_state_dict(state, strict, assign)
 
             def _tone_stack_level_db(self) -> float:
@@ -403,7 +412,7 @@ class DDSPAmp:
                 return dict(params, **fitted), rms_db
 
             def named(self) -> dict:
-                return {k: self.p[k.replace(".", "_")] for k in param_shapes()}
+                return {k: self.p[_torch_name(k)] for k in param_shapes()}
 
             def invert_output(self) -> None:
                 """Negate the output exactly (``inverted``), in place."""
