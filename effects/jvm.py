@@ -1,7 +1,8 @@
 """Marshall JVM 410H (OD1 channel) as DDSP stages, trained by knobnet on real recordings.
 
 Runs on the audio thread (``_run``, and ``_configure`` at control ticks while a knob moves);
-loading and ``info``/``stages`` run on the GUI/CLI thread. The model and its knob mapping are
+loading, ``reset`` (it settles the amp: about 2 ms) and ``info``/``stages`` run on the GUI/CLI or
+engine thread. The model and its knob mapping are
 in ``effects.ddsp.amp`` (spec section 7); the shipped weights and how they were trained are
 described in resources/jvm/MODEL_CARD.md. The recordings hold gain 5 and one master setting:
 gain and master act through constructed gains (see ``effects.ddsp.amp``).
@@ -37,6 +38,14 @@ class JVM(Pedal):
                                  f"{self.sample_rate} Hz")
         self.amp = stream.AmpStream(params, sample_rate)
         super().__init__()
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the amp's idle state at the knob targets (``AmpStream.settle``), so that a reset or a
+        newly added amp starts silent, not with a thump. Set the knobs first."""
+        self.amp.configure(self._target)
+        self.amp.settle()
+        super().reset()
 
     def _configure(self, values):
         self.amp.configure(values)
@@ -45,7 +54,7 @@ class JVM(Pedal):
         self.amp.run(x, out)
 
     def _reset_state(self):
-        self.amp.reset()
+        self.amp.reset()  # to the idle state ``reset`` settled (audio thread: after NaN input)
 
     def stages(self, knobs: dict | None = None, **options) -> list:
         """Inspection curves at the given panel knobs (default: the current targets).

@@ -27,4 +27,5 @@ def load_pedal(name: str, model_path=None, **knobs) -> Pedal:
     pedal = classes[name](model_path=model_path)
     if knobs:
         pedal.set_knobs(**knobs)
+        pedal.reset()  # to rest at these knobs (the JVM's idle state depends on them)
     return pedal

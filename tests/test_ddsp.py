@@ -82,6 +82,7 @@ def _twins(params, knobs, n=3000, seed=3):
         y_train = model(torch.from_numpy(x[None]).double(), torch.tensor(knobs[None] / 5.0 - 1.0))[0].numpy()
     s = stream.AmpStream(params, 44100.0)
     s.configure(knobs)
+    s.clear()  # where the torch model starts (the pedal starts at the idle state instead)
     y_stream = np.empty_like(x)
     s.run(x, y_stream)
     return y_train, y_stream

@@ -92,6 +92,24 @@ def test_master_scales_the_power_amp_input_from_silence():
     assert rms[1] < rms[2] < rms[3]
 
 
+@pytest.mark.parametrize("knobs", [{}, {"gain": 10, "bass": 10, "middle": 0, "treble": 0, "master": 10},
+                                   {"gain": 0, "treble": 10, "master": 1}])
+def test_a_new_or_reset_amp_rests_silent_where_the_zero_state_thumps(knobs):
+    """The trained amp's idle state is not zero (GRU1 biases hold DC along the path): from zero it plays a
+    thump. A new pedal, a reset and the recovery from NaN input all start at the idle state of its knobs."""
+    pedal = load_pedal("jvm", **knobs)
+    silence = np.zeros(FS // 2, np.float32)
+    assert np.abs(pedal.process(silence)).max() < 1e-6
+    pedal.process(sine(220.5, 0.3, 0.2))
+    pedal.reset()
+    assert np.abs(pedal.process(silence)).max() < 1e-6
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        pedal.process(np.full(64, np.nan, np.float32))
+    assert np.abs(pedal.process(silence)).max() < 1e-6
+    pedal.amp.clear()
+    assert np.abs(pedal.process(silence)).max() > 0.05
+
+
 def _band_db(stage, lo_hz, hi_hz):
     band = (stage.freqs_hz >= lo_hz) & (stage.freqs_hz <= hi_hz)
     return stage.magnitude_db[band].mean()
@@ -194,4 +212,5 @@ def test_the_shipped_weights_give_the_same_output_in_both_twins(knobs):
     with torch.no_grad():
         y_train = model(torch.from_numpy(x[None]).double(), torch.tensor([knobs], dtype=torch.float64) / 5 - 1)[0].numpy()
     pedal = load_pedal("jvm", **dict(zip(amp.KNOBS, knobs)))
+    pedal.amp.clear()  # where the torch model starts
     np.testing.assert_allclose(pedal.process(x), y_train, atol=1e-4)

@@ -7,8 +7,8 @@ carried state, so any block size gives the same output.
 
 Threads: ``AmpStream.run``/``reset`` on the audio thread (no allocation); ``configure`` at control
 ticks on the audio thread while a knob moves (the tone stack's three biquads and two gains, in NumPy
-with small temporaries); ``load``/``save`` on the
-GUI/CLI or training thread.
+with small temporaries); ``settle`` (about 2 ms), ``load``/``save`` on the GUI/CLI, engine or
+training thread.
 """
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ from effects.pedal import ModelFileError
 FORMAT = "knobnet-ddsp-amp-2"
 RETIRED_FORMATS = {"knobnet-ddsp-amp-1": "its DDSP amp learned its own tone stack; this one is the circuit's"}
 CHUNK = 128  # samples per pipeline pass in amp_run (scratch size)
+# Silence that ``AmpStream.settle`` plays to reach the idle state: 0.37 s at 44.1 kHz, the slowest
+# poles being the 10 Hz DC blocker's and the low shelves' (the shipped weights, at any knobs, come
+# within 3e-8 of idle; 8,192 samples leave up to 1e-5).
+SETTLE_SAMPLES = 16384
 
 
 # The seven GRU1s step together as 8 float32 lanes (one AVX register). Lane k is GRU1 k (amp layout),
@@ -125,12 +129,16 @@ class AmpStream:
         self.dc_pole = amp.dc_block_pole(self.sample_rate)
         self.buf = np.zeros((7, CHUNK), np.float32)
         self.u = np.zeros(N_LANES, np.float32)
+        self.idle_z, self.idle_h, self.idle_dc = self.z.copy(), self.h.copy(), self.dc.copy()
+        self._silence = np.zeros(CHUNK, np.float32)
+        self._discard = np.zeros(CHUNK, np.float32)
         # Everything but the tone stack and the two knob gains is fixed (amp.tone_stack_design): the
         # whole design once, at the recorded gain and master, where the knob gains are 1.
         neutral = np.array([amp.RECORDED["gain"], 5.0, 5.0, 5.0, amp.RECORDED["master"]])
         sos, self.held_gains = amp.dsp_params(self.params, neutral, self.sample_rate)
         self.sos[:] = sos
         self.configure(neutral)
+        self.settle()
 
     def configure(self, knobs_panel: np.ndarray) -> None:
         """Set coefficients for panel knobs (5,) gain, bass, middle, treble, master: the tone stack's
@@ -146,7 +154,25 @@ class AmpStream:
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
         amp_run(x, self.sos, self.z, self.gains, self.gru, self.h, self.dc, self.dc_pole, self.buf, self.u, out)
 
+    def settle(self) -> None:
+        """Find the idle state at the current coefficients, and go there.
+
+        A trained amp does not rest at the zero state: its GRU1 biases hold DC offsets along the path.
+        Started from zero it plays a thump (the shipped weights: 0.36 peak, 20 ms) that the real amp,
+        long switched on, never plays. So the stream plays ``SETTLE_SAMPLES`` of silence from zero,
+        keeps the state it reaches as the idle state, and ``reset`` returns there.
+        """
+        self.clear()
+        for _ in range(SETTLE_SAMPLES // CHUNK):
+            self.run(self._silence, self._discard)
+        self.idle_z[:], self.idle_h[:], self.idle_dc[:] = self.z, self.h, self.dc
+
     def reset(self) -> None:
+        """Back to the idle state (``settle``)."""
+        self.z[:], self.h[:], self.dc[:] = self.idle_z, self.idle_h, self.idle_dc
+
+    def clear(self) -> None:
+        """The zero state, where the torch model starts each segment (its warm-up covers the way to idle)."""
         self.z[:] = 0.0
         self.h[:] = 0.0
         self.dc[:] = 0.0
@@ -182,7 +208,10 @@ class AmpTwin:
         return AmpStream(self.params, self.sample_rate)
 
     def weights_into(self, cond: np.ndarray, s: AmpStream) -> None:
+        """Set the stream's knobs and put it at its idle state there (``AmpStream.settle``, about 2 ms):
+        a clip is played as the real amp played it, from rest."""
         s.configure(amp.cond_to_panel(np.asarray(cond, np.float64)))
+        s.settle()
 
 
 def save(path, params: dict, sample_rate: float, meta: dict | None = None) -> None:

@@ -10,7 +10,8 @@ Writes docs/conditioning.md.
 (DDSP amp vs Concat-GRU-8 vs Concat-GRU-48, the runs of resources/training/jvm-*.yaml), every
 model streamed over the held-out clips and timed in one sitting. Writes docs/jvm-comparison.md.
 ``--jvm-card`` writes the shipped JVM weights' per-clip metrics and training histories beside them
-(resources/jvm/jvm_ddsp.metrics.json, which the model card and tests/test_jvm.py read).
+(resources/jvm/jvm_ddsp.metrics.json, which the model card and tests/test_jvm.py read); with
+``--rescore`` it scores the weights again and keeps the histories the file holds.
 """
 from __future__ import annotations
 
@@ -177,12 +178,9 @@ def jvm_compare(runs=JVM_RUNS) -> dict:
 JVM_STAGES = ("jvm-ddsp-spectral.yaml", "jvm-ddsp.yaml", "jvm-ddsp-circuit.yaml", "jvm-ddsp-final.yaml")
 
 
-def jvm_card_metrics(stages=JVM_STAGES) -> dict:
-    """What ``resources/jvm/jvm_ddsp.metrics.json`` holds: every clip's metrics for the shipped weights
-    (streaming model, latency-aligned clips, with its split and its ESR by octave band), each training stage's
-    config, steps, minutes and history (from the stages' ``report.json``), and the tone-stack circuit's
-    calibration in the shipped weights (part values over nominal, tapers, end resistances)."""
-    from effects.ddsp import amp, dataset, stream, tonestack
+def _jvm_stage_runs(stages) -> list[dict]:
+    """Each training stage's command, config, steps, minutes and history, from its ``report.json``; the
+    last stage must have written the shipped weights."""
     from effects.training.train import load_config
     runs = []
     for config in stages:
@@ -200,6 +198,17 @@ def jvm_card_metrics(stages=JVM_STAGES) -> dict:
                      "minutes": round(report["train_seconds"] / 60, 1), "history": report["history"]})
     if (out / "model.npz").read_bytes() != SHIPPED_JVM.read_bytes():
         raise ValueError(f"{_shown(out / 'model.npz')} is not {_shown(SHIPPED_JVM)}: these runs did not make the shipped weights")
+    return runs
+
+
+def jvm_card_metrics(stages=JVM_STAGES, recorded_training: list | None = None) -> dict:
+    """What ``resources/jvm/jvm_ddsp.metrics.json`` holds: every clip's metrics for the shipped weights
+    (streaming model from its idle state, latency-aligned clips, with its split and its ESR by octave band),
+    each training stage's config, steps, minutes and history (``_jvm_stage_runs``, or ``recorded_training``
+    as the file already holds them), and the tone-stack circuit's calibration in the shipped weights (part
+    values over nominal, tapers, end resistances)."""
+    from effects.ddsp import amp, dataset, stream, tonestack
+    runs = _jvm_stage_runs(stages) if recorded_training is None else recorded_training
     pairs = _jvm_pairs(dataset.load_clips())
     scores = _score(_twin(SHIPPED_JVM, len(dataset.KNOBS)), pairs, bands=True)
     values = {k: np.asarray(v, np.float64) for k, v in amp.circuit_values(stream.load(SHIPPED_JVM)[0]).items()}
@@ -253,11 +262,15 @@ def main(argv=None) -> None:
     parser.add_argument("--jvm", action="store_true", help="the JVM table (docs/jvm-comparison.md) instead")
     parser.add_argument("--jvm-card", action="store_true",
                         help="write the shipped JVM weights' metrics (resources/jvm/jvm_ddsp.metrics.json) instead")
+    parser.add_argument("--rescore", action="store_true",
+                        help="with --jvm-card: score the shipped weights again and keep the training histories "
+                             "the file holds (the runs that made the weights need not be on this machine)")
     parser.add_argument("--out", default=None, help="where to write (default: docs/..., or beside the JVM weights)")
     args = parser.parse_args(argv)
     if args.jvm_card:
         path = pathlib.Path(args.out or SHIPPED_JVM.with_suffix(".metrics.json"))
-        path.write_text(json.dumps(jvm_card_metrics(), indent=1) + "\n")
+        recorded = json.loads(SHIPPED_JVM.with_suffix(".metrics.json").read_text())["training"] if args.rescore else None
+        path.write_text(json.dumps(jvm_card_metrics(recorded_training=recorded), indent=1) + "\n")
         print(f"wrote {path}")
         return
     if args.jvm:
