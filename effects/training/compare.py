@@ -175,15 +175,21 @@ def jvm_compare(runs=JVM_RUNS) -> dict:
     return {"rows": rows, "splits": splits}
 
 
-JVM_STAGES = ("jvm-ddsp-spectral.yaml", "jvm-ddsp.yaml", "jvm-ddsp-circuit.yaml", "jvm-ddsp-final.yaml")
+JVM_STAGES = ("jvm-ddsp-spectral.yaml", "jvm-ddsp.yaml", "jvm-ddsp-circuit.yaml", "jvm-ddsp-final.yaml", "jvm-ddsp-esr.yaml")
 
 
-def _jvm_stage_runs(stages) -> list[dict]:
-    """Each training stage's command, config, steps, minutes and history, from its ``report.json``; the
-    last stage must have written the shipped weights."""
+def _jvm_stage_runs(stages, recorded=()) -> list[dict]:
+    """Each training stage's command, config, steps, minutes and history: the ``recorded`` ones (the first
+    stages, as the metrics file holds them), then the rest from their ``report.json``, the last of which must
+    have written the shipped weights."""
     from effects.training.train import load_config
-    runs = []
-    for config in stages:
+    runs = list(recorded)
+    for run, config in zip(runs, stages):
+        if run["command"] != f"knobnet train {_shown(ROOT / 'resources' / 'training' / config)}":
+            raise ValueError(f"the recorded stages are not {', '.join(stages[:len(runs)])}")
+    if len(runs) >= len(stages):
+        return runs
+    for config in stages[len(runs):]:
         config = ROOT / "resources" / "training" / config
         out = pathlib.Path(load_config(config)["out"])
         if not (out / "report.json").is_file():
@@ -204,11 +210,11 @@ def _jvm_stage_runs(stages) -> list[dict]:
 def jvm_card_metrics(stages=JVM_STAGES, recorded_training: list | None = None) -> dict:
     """What ``resources/jvm/jvm_ddsp.metrics.json`` holds: every clip's metrics for the shipped weights
     (streaming model from its idle state, latency-aligned clips, with its split and its ESR by octave band),
-    each training stage's config, steps, minutes and history (``_jvm_stage_runs``, or ``recorded_training``
-    as the file already holds them), and the tone-stack circuit's calibration in the shipped weights (part
-    values over nominal, tapers, end resistances)."""
+    each training stage's config, steps, minutes and history (``_jvm_stage_runs``: ``recorded_training`` as
+    the file already holds them, the stages after those from their reports), and the tone-stack circuit's
+    calibration in the shipped weights (part values over nominal, tapers, end resistances)."""
     from effects.ddsp import amp, dataset, stream, tonestack
-    runs = _jvm_stage_runs(stages) if recorded_training is None else recorded_training
+    runs = _jvm_stage_runs(stages, recorded_training or ())
     pairs = _jvm_pairs(dataset.load_clips())
     scores = _score(_twin(SHIPPED_JVM, len(dataset.KNOBS)), pairs, bands=True)
     values = {k: np.asarray(v, np.float64) for k, v in amp.circuit_values(stream.load(SHIPPED_JVM)[0]).items()}
@@ -227,11 +233,12 @@ def jvm_markdown(result) -> str:
              "The DDSP paper's Table 1 structure, on knobnet's JVM data: 15 real 5 s clips at gain 5 and five tone "
              "settings, of which 11 train and 4 are held out (`effects/ddsp/dataset.py`): two clips of unseen tone "
              "settings (B3_M7_T1, B0_M0_T10) and one unseen clip of each of two trained settings. Figures are the "
-             "streaming models (the kernels that play) over the whole held-out clips; \"seen\"/\"unseen\" are the "
+             "streaming models (the kernels that play) over the whole held-out clips, the DDSP amp from its idle state "
+             "at the clip's knobs, the GRUs from the zero state; \"seen\"/\"unseen\" are the "
              "means over the two clips of each kind. ESR pre: with the pre-emphasis filter of the training loss. "
              "RTF: one thread, 128-sample blocks, every model timed in this one sitting (compare ratios).", "",
              "Reproduce (after `python -m effects.ddsp.dataset out/datasets/jvm` and `knobnet train` of "
-             "resources/training/jvm-gru8.yaml and jvm-gru48.yaml; the shipped DDSP amp's four stages are in its "
+             "resources/training/jvm-gru8.yaml and jvm-gru48.yaml; the shipped DDSP amp's training stages are in its "
              "model card): "
              "`python -m effects.training.compare --jvm`. What the figures say about the DDSP amp: "
              "resources/jvm/MODEL_CARD.md.", "",
@@ -263,8 +270,8 @@ def main(argv=None) -> None:
     parser.add_argument("--jvm-card", action="store_true",
                         help="write the shipped JVM weights' metrics (resources/jvm/jvm_ddsp.metrics.json) instead")
     parser.add_argument("--rescore", action="store_true",
-                        help="with --jvm-card: score the shipped weights again and keep the training histories "
-                             "the file holds (the runs that made the weights need not be on this machine)")
+                        help="with --jvm-card: score the shipped weights again, keep the training histories the "
+                             "file holds (their runs need not be on this machine) and add the stages after them")
     parser.add_argument("--out", default=None, help="where to write (default: docs/..., or beside the JVM weights)")
     args = parser.parse_args(argv)
     if args.jvm_card:
