@@ -38,14 +38,20 @@ class JVM(Pedal):
                                  f"{self.sample_rate} Hz")
         self.amp = stream.AmpStream(params, sample_rate)
         super().__init__()
+        self._rest = self._target.copy()  # the knobs the amp's idle state was settled at
         self.reset()
 
     def reset(self) -> None:
         """Back to the amp's idle state at the knob targets (``AmpStream.settle``), so that a reset or a
-        newly added amp starts silent, not with a thump. Set the knobs first."""
-        self.amp.configure(self._target)
+        newly added amp starts silent, not with a thump."""
+        self._rest[:] = self._target
+        self.amp.configure(self._rest)
         self.amp.settle()
         super().reset()
+
+    def _resting_values(self):
+        # Knobs set after the reset glide there from where the idle state was settled, as any knob move does.
+        return self._rest
 
     def _configure(self, values):
         self.amp.configure(values)
@@ -54,7 +60,11 @@ class JVM(Pedal):
         self.amp.run(x, out)
 
     def _reset_state(self):
-        self.amp.reset()  # to the idle state ``reset`` settled (audio thread: after NaN input)
+        """To the idle state ``reset`` settled, and its knobs, from which the smoothed knobs glide back
+        to their targets (after NaN input this runs on the audio thread: no settling there)."""
+        self.amp.reset()
+        self._value[:] = self._rest
+        self.amp.configure(self._rest)
 
     def stages(self, knobs: dict | None = None, **options) -> list:
         """Inspection curves at the given panel knobs (default: the current targets).

@@ -1,7 +1,8 @@
 """Pedal base class, knobs, and the chain of pedals.
 
-Threads: ``process`` and ``reset`` run on the audio thread (or a render/bench thread);
-``set_knobs`` is called from the GUI or CLI thread and only writes knob targets, which the
+Threads: ``process`` runs on the audio thread (or a render/bench thread); ``reset`` on the thread
+that sets a pedal up (engine, GUI, render, bench: a pedal may settle its state there, as the JVM
+does); ``set_knobs`` is called from the GUI or CLI thread and only writes knob targets, which the
 audio thread reads at its next control tick and approaches smoothly. Nothing here takes a lock.
 """
 from __future__ import annotations
@@ -159,7 +160,7 @@ class Pedal:
     def _tick(self) -> None:
         first = not self._started
         if first:
-            self._value[:] = self._target
+            self._value[:] = self._resting_values()
             self._started = True
         moved = kernels.ramp_toward(self._value, self._target, self._max_step)
         self._gain_prev = self._gain
@@ -182,6 +183,12 @@ class Pedal:
 
     def _output_gain(self, values: np.ndarray) -> float:
         return 1.0
+
+    def _resting_values(self) -> np.ndarray:
+        """Knob values (panel units) the signal state rests at after a reset: the first control tick
+        starts there and ramps to the targets. By default the targets themselves, at once (a state at
+        rest that does not depend on the knobs)."""
+        return self._target
 
     def _run(self, x: np.ndarray, out: np.ndarray) -> None:
         raise NotImplementedError

@@ -103,11 +103,31 @@ def test_a_new_or_reset_amp_rests_silent_where_the_zero_state_thumps(knobs):
     pedal.process(sine(220.5, 0.3, 0.2))
     pedal.reset()
     assert np.abs(pedal.process(silence)).max() < 1e-6
+    pedal.process(sine(220.5, 0.3, 0.2))
     with pytest.warns(RuntimeWarning, match="NaN"):
         pedal.process(np.full(64, np.nan, np.float32))
     assert np.abs(pedal.process(silence)).max() < 1e-6
     pedal.amp.clear()
     assert np.abs(pedal.process(silence)).max() > 0.05
+
+
+def test_knobs_set_after_a_reset_glide_from_where_the_amp_rested():
+    """Gain and master move the idle state, so a knob turned in silence bumps softly (the 50 ms ramp).
+    Knobs set after a reset, before the first block or while the pedal recovers from NaN input, glide
+    from the knobs the amp rested at, like a knob turned on a running pedal, not jump there."""
+    moved = {"gain": 10.0, "master": 10.0}
+    silence = np.zeros(344 * 128, np.float32)  # whole control periods: the ramps start at the same tick
+    running = load_pedal("jvm")
+    running.process(silence)
+    running.set_knobs(**moved)
+    turned = running.process(silence)
+    assert np.abs(turned).max() > 1e-3
+    fresh = load_pedal("jvm")
+    fresh.set_knobs(**moved)
+    np.testing.assert_allclose(fresh.process(silence), turned, atol=1e-6)
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        recovered = np.concatenate([running.process(np.full(64, np.nan, np.float32)), running.process(silence)])
+    assert np.abs(recovered).max() < 1.5 * np.abs(turned).max()
 
 
 def _band_db(stage, lo_hz, hi_hz):

@@ -5,9 +5,9 @@ through); ``configure`` redoes the knob-dependent part with the same functions. 
 the whole signal path as a pipeline of stages skewed by one sample each (see its docstring), with
 carried state, so any block size gives the same output.
 
-Threads: ``AmpStream.run``/``reset`` on the audio thread (no allocation); ``configure`` at control
-ticks on the audio thread while a knob moves (the tone stack's three biquads and two gains, in NumPy
-with small temporaries); ``settle`` (about 2 ms), ``load``/``save`` on the GUI/CLI, engine or
+Threads: ``AmpStream.run``/``reset``/``clear`` on the audio thread (no allocation); ``configure`` at
+control ticks on the audio thread while a knob moves (the tone stack's three biquads and two gains, in
+NumPy with small temporaries); ``settle`` (about 2 ms), ``load``/``save`` on the GUI/CLI, engine or
 training thread.
 """
 from __future__ import annotations
@@ -158,8 +158,8 @@ class AmpStream:
         """Find the idle state at the current coefficients, and go there.
 
         A trained amp does not rest at the zero state: its GRU1 biases hold DC offsets along the path.
-        Started from zero it plays a thump (the shipped weights: 0.36 peak, 20 ms) that the real amp,
-        long switched on, never plays. So the stream plays ``SETTLE_SAMPLES`` of silence from zero,
+        Started from zero it plays a thump (the shipped weights: 0.4-0.8 peak for 20-70 ms) that the
+        real amp, long switched on, never plays. So the stream plays ``SETTLE_SAMPLES`` of silence from zero,
         keeps the state it reaches as the idle state, and ``reset`` returns there.
         """
         self.clear()
@@ -208,10 +208,7 @@ class AmpTwin:
         return AmpStream(self.params, self.sample_rate)
 
     def weights_into(self, cond: np.ndarray, s: AmpStream) -> None:
-        """Set the stream's knobs and put it at its idle state there (``AmpStream.settle``, about 2 ms):
-        a clip is played as the real amp played it, from rest."""
         s.configure(amp.cond_to_panel(np.asarray(cond, np.float64)))
-        s.settle()
 
 
 def save(path, params: dict, sample_rate: float, meta: dict | None = None) -> None:

@@ -181,13 +181,17 @@ JVM_STAGES = ("jvm-ddsp-spectral.yaml", "jvm-ddsp.yaml", "jvm-ddsp-circuit.yaml"
 def _jvm_stage_runs(stages, recorded=()) -> list[dict]:
     """Each training stage's command, config, steps, minutes and history: the ``recorded`` ones (the first
     stages, as the metrics file holds them), then the rest from their ``report.json``, the last of which must
-    have written the shipped weights."""
+    have written the shipped weights. When every stage is recorded, nothing here ties the records to the
+    weights: they are kept as they were."""
     from effects.training.train import load_config
     runs = list(recorded)
-    for run, config in zip(runs, stages):
-        if run["command"] != f"knobnet train {_shown(ROOT / 'resources' / 'training' / config)}":
-            raise ValueError(f"the recorded stages are not {', '.join(stages[:len(runs)])}")
-    if len(runs) >= len(stages):
+    if len(runs) > len(stages):
+        raise ValueError(f"the metrics file records {len(runs)} training stages, the recipe has {len(stages)}")
+    for i, (run, config) in enumerate(zip(runs, stages), 1):
+        expected = f"knobnet train {_shown(ROOT / 'resources' / 'training' / config)}"
+        if run.get("command") != expected:
+            raise ValueError(f"stage {i} in the metrics file is '{run.get('command')}', the recipe's is '{expected}'")
+    if len(runs) == len(stages):
         return runs
     for config in stages[len(runs):]:
         config = ROOT / "resources" / "training" / config
@@ -274,9 +278,17 @@ def main(argv=None) -> None:
                              "file holds (their runs need not be on this machine) and add the stages after them")
     parser.add_argument("--out", default=None, help="where to write (default: docs/..., or beside the JVM weights)")
     args = parser.parse_args(argv)
+    if args.rescore and not args.jvm_card:
+        parser.error("--rescore goes with --jvm-card")
     if args.jvm_card:
         path = pathlib.Path(args.out or SHIPPED_JVM.with_suffix(".metrics.json"))
-        recorded = json.loads(SHIPPED_JVM.with_suffix(".metrics.json").read_text())["training"] if args.rescore else None
+        recorded = None
+        if args.rescore:
+            metrics_file = SHIPPED_JVM.with_suffix(".metrics.json")
+            try:
+                recorded = json.loads(metrics_file.read_text())["training"]
+            except (OSError, ValueError, KeyError) as exc:
+                parser.error(f"--rescore keeps the training histories of {_shown(metrics_file)}, which cannot be read ({exc})")
         path.write_text(json.dumps(jvm_card_metrics(recorded_training=recorded), indent=1) + "\n")
         print(f"wrote {path}")
         return

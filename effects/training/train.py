@@ -300,9 +300,11 @@ def init_weights(model, path) -> None:
 
 
 def stream_pair(twin, pair, block_size: int = 4096) -> np.ndarray:
-    """Run the streaming model (the kernels that play) over a whole pair at its knobs."""
+    """Run the streaming model (the kernels that play) over a whole pair at its knobs, from rest."""
     s = twin.stream()
     twin.weights_into(pair.cond, s.weights)
+    if hasattr(s, "settle"):  # a stream that rests off zero (the DDSP amp) starts at rest, as its pedal does
+        s.settle()
     out = np.empty(len(pair.x), np.float32)
     for i in range(0, len(pair.x), block_size):
         s.run(pair.x[i:i + block_size], out[i:i + block_size])
