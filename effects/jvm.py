@@ -28,6 +28,7 @@ class JVM(Pedal):
     # every 128 samples (2.9 ms; 17 steps over a full-range 50 ms ramp), which keeps a moving knob
     # well inside a 128-sample block's budget. Output gain still ramps per sample.
     control_period = 128
+    settles = True
     knobs = tuple(Knob(k, 0.0, 10.0, 5.0) for k in amp.KNOBS)
 
     def __init__(self, model_path=None):
@@ -38,20 +39,7 @@ class JVM(Pedal):
                                  f"{self.sample_rate} Hz")
         self.amp = stream.AmpStream(params, sample_rate)
         super().__init__()
-        self._rest = self._target.copy()  # the knobs the amp's idle state was settled at
         self.reset()
-
-    def reset(self) -> None:
-        """Back to the amp's idle state at the knob targets (``AmpStream.settle``), so that a reset or a
-        newly added amp starts silent, not with a thump."""
-        self._rest[:] = self._target
-        self.amp.configure(self._rest)
-        self.amp.settle()
-        super().reset()
-
-    def _resting_values(self):
-        # Knobs set after the reset glide there from where the idle state was settled, as any knob move does.
-        return self._rest
 
     def _configure(self, values):
         self.amp.configure(values)
@@ -59,12 +47,12 @@ class JVM(Pedal):
     def _run(self, x, out):
         self.amp.run(x, out)
 
+    def _settle(self, values):
+        self.amp.configure(values)
+        self.amp.settle()
+
     def _reset_state(self):
-        """To the idle state ``reset`` settled, and its knobs, from which the smoothed knobs glide back
-        to their targets (after NaN input this runs on the audio thread: no settling there)."""
         self.amp.reset()
-        self._value[:] = self._rest
-        self.amp.configure(self._rest)
 
     def stages(self, knobs: dict | None = None, **options) -> list:
         """Inspection curves at the given panel knobs (default: the current targets).

@@ -1,7 +1,8 @@
 """Boss OD-3 overdrive: a conditioned GRU trained on real OD-3 recordings.
 
-Runs on the audio thread (``_run``, ``_configure`` at control ticks); loading runs on the
-GUI/CLI thread. The model ([pnfx] StaticHyper-GRU-32, spec sections 2.3 and 5) was trained with
+Runs on the audio thread (``_run``, ``_configure`` at control ticks); loading and ``reset`` (it
+settles the GRU at the knobs: a few milliseconds) run on the GUI/CLI or engine thread.
+The model ([pnfx] StaticHyper-GRU-32, spec sections 2.3 and 5) was trained with
 drive and tone on a 0..4 scale; the panel's 0..10 maps linearly onto it (0 -> 0, 10 -> 4), and
 the model sees c = v/2 - 1. Level is not modelled: it is an output gain with an audio taper,
 unity at its default of 5.
@@ -29,6 +30,7 @@ class OD3(Pedal):
     description = "Boss OD-3 overdrive (StaticHyper-GRU-32 trained on real OD-3 recordings)"
     sample_rate = 48000
     latency_samples = 0
+    settles = True
     knobs = (
         Knob("drive", 0.0, 10.0, 5.0),
         Knob("tone", 0.0, 10.0, 5.0),
@@ -45,9 +47,10 @@ class OD3(Pedal):
                                      "(CLI: --model od3=PATH)")
         self.model_path = model_path
         self.model, self.model_meta = load_conditioned_gru(model_path, num_conds=2)
-        self._stream = self.model.stream()
+        self.stream = self.model.stream()
         self._cond = np.zeros(2, np.float32)
         super().__init__()
+        self.reset()
 
     def conditioning(self, drive: float, tone: float) -> np.ndarray:
         """Normalised model conditions c = [d, t]/2 - 1 for panel drive and tone."""
@@ -56,16 +59,20 @@ class OD3(Pedal):
     def _configure(self, values):
         self._cond[0] = values[0] * (MODEL_SCALE / 2) - 1.0
         self._cond[1] = values[1] * (MODEL_SCALE / 2) - 1.0
-        self.model.weights_into(self._cond, self._stream.weights)
+        self.model.weights_into(self._cond, self.stream.weights)
 
     def _output_gain(self, values):
         return level_gain(values[2])
 
     def _run(self, x, out):
-        self._stream.run(x, out)
+        self.stream.run(x, out)
+
+    def _settle(self, values):
+        self._configure(values)
+        self.stream.settle()
 
     def _reset_state(self):
-        self._stream.reset()
+        self.stream.reset()
 
     def info(self) -> dict:
         return {"params": self.model.params, "ops_per_sample": self.model.ops_per_sample,

@@ -1,8 +1,8 @@
 """Pedal base class, knobs, and the chain of pedals.
 
 Threads: ``process`` runs on the audio thread (or a render/bench thread); ``reset`` on the thread
-that sets a pedal up (engine, GUI, render, bench: a pedal may settle its state there, as the JVM
-does); ``set_knobs`` is called from the GUI or CLI thread and only writes knob targets, which the
+that sets a pedal up (engine, GUI, render, bench: a pedal settles its state there, milliseconds);
+``set_knobs`` is called from the GUI or CLI thread and only writes knob targets, which the
 audio thread reads at its next control tick and approaches smoothly. Nothing here takes a lock.
 """
 from __future__ import annotations
@@ -65,8 +65,14 @@ class Pedal:
     output gain (``level``-style knobs) is ramped per sample between ticks. Because ticks fall on
     fixed sample positions, the output does not depend on how the stream is cut into blocks.
 
+    A pedal that ``settles`` (a trained model whose idle state is not zero, and depends on the knobs:
+    from zero it would click) finds its state at rest at the knob targets when it is reset
+    (``_settle``). Its knobs set after a reset, and its knobs after a recovery from NaN input, glide
+    from the knobs the state rests at, as any knob move does; other pedals take their targets at once.
+
     Subclasses define ``name``, ``sample_rate``, ``knobs`` and implement ``_configure``,
-    ``_run`` and ``_reset_state``; ``_output_gain`` defaults to unity.
+    ``_run`` and ``_reset_state``; ``_output_gain`` defaults to unity; pedals that ``settles``
+    implement ``_settle``.
     """
     name: str = ""
     description: str = ""
@@ -75,11 +81,13 @@ class Pedal:
     knobs: tuple[Knob, ...] = ()
     control_period: int = 32
     smoothing_ms: float = 50.0
+    settles: bool = False
 
     def __init__(self):
         self._knob_index = {k.name: i for i, k in enumerate(self.knobs)}
         self._target = np.array([k.default for k in self.knobs], dtype=np.float64)
         self._value = self._target.copy()
+        self._rest = self._target.copy()  # the knobs the signal state was settled at
         span = np.array([k.maximum - k.minimum for k in self.knobs], dtype=np.float64)
         ticks_per_sweep = max(1.0, self.smoothing_ms * 1e-3 * self.sample_rate / self.control_period)
         self._max_step = span / ticks_per_sweep
@@ -152,7 +160,10 @@ class Pedal:
         return out
 
     def reset(self) -> None:
-        """Clear the signal state; keep the knobs (they take their targets at once)."""
+        """Put the signal state at rest at the knob targets (not on the audio thread: settling takes
+        milliseconds); the knobs stay."""
+        self._rest[:] = self._target
+        self._settle(self._rest)
         self._reset_state()
         self._phase = 0
         self._started = False
@@ -160,7 +171,7 @@ class Pedal:
     def _tick(self) -> None:
         first = not self._started
         if first:
-            self._value[:] = self._resting_values()
+            self._value[:] = self._rest if self.settles else self._target
             self._started = True
         moved = kernels.ramp_toward(self._value, self._target, self._max_step)
         self._gain_prev = self._gain
@@ -172,6 +183,9 @@ class Pedal:
 
     def _nonfinite(self, where: str) -> None:
         self._reset_state()
+        if self.settles:  # at rest at the knobs it was settled at; the knobs glide back from there
+            self._value[:] = self._rest
+            self._configure(self._rest)
         if not self._warned_nonfinite:
             self._warned_nonfinite = True
             warnings.warn(f"{self.name}: NaN or infinite samples in the {where}; replaced with silence "
@@ -184,16 +198,15 @@ class Pedal:
     def _output_gain(self, values: np.ndarray) -> float:
         return 1.0
 
-    def _resting_values(self) -> np.ndarray:
-        """Knob values (panel units) the signal state rests at after a reset: the first control tick
-        starts there and ramps to the targets. By default the targets themselves, at once (a state at
-        rest that does not depend on the knobs)."""
-        return self._target
+    def _settle(self, values: np.ndarray) -> None:
+        """(Pedals that ``settles``.) Find the state the signal path rests at, on silence, at these knob
+        values (panel units), for ``_reset_state`` to return to. Setup thread only."""
 
     def _run(self, x: np.ndarray, out: np.ndarray) -> None:
         raise NotImplementedError
 
     def _reset_state(self) -> None:
+        """Back to the state ``_settle`` found (audio thread: no allocation)."""
         raise NotImplementedError
 
     # ---- information (GUI/CLI thread) ----

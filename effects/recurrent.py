@@ -14,6 +14,7 @@ import numpy as np
 
 from effects import kernels
 from effects.modelfile import read_state_dict, require_keys
+from effects.rest import IdleState
 
 GATES = {"gru": 3, "lstm": 4}  # gate order r, z, n / i, f, g, o (spec section 1.1)
 
@@ -32,8 +33,10 @@ class RNNWeights:
 GRUWeights = RNNWeights  # the 3-gate default
 
 
-class GRUStream:
-    """A GRU-H with a linear read-out, streamed sample by sample with carried state."""
+class GRUStream(IdleState):
+    """A GRU-H with a linear read-out, streamed sample by sample with carried state (``IdleState``:
+    ``settle`` once its weights are in)."""
+    state_names = ("h",)
 
     def __init__(self, hidden_size: int, w_out: np.ndarray, b_out: float):
         self.weights = RNNWeights(hidden_size, 3)
@@ -42,18 +45,17 @@ class GRUStream:
         self.h = np.zeros(hidden_size, np.float32)
         self._g = np.zeros(3 * hidden_size, np.float32)
         self._pre = np.zeros(3 * hidden_size, np.float32)
+        self._keep_idle()
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
         w = self.weights
         kernels.gru_run(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, self.w_out, self.b_out,
                         self.h, self._g, self._pre, out)
 
-    def reset(self) -> None:
-        self.h[:] = 0.0
 
-
-class LSTMStream:
-    """An LSTM-H with a linear read-out, streamed sample by sample with carried state."""
+class LSTMStream(IdleState):
+    """An LSTM-H with a linear read-out, streamed sample by sample with carried state (``IdleState``)."""
+    state_names = ("h", "c")
 
     def __init__(self, hidden_size: int, w_out: np.ndarray, b_out: float):
         self.weights = RNNWeights(hidden_size, 4)
@@ -62,14 +64,11 @@ class LSTMStream:
         self.h = np.zeros(hidden_size, np.float32)
         self.c = np.zeros(hidden_size, np.float32)
         self._pre = np.zeros(4 * hidden_size, np.float32)
+        self._keep_idle()
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
         w = self.weights
         kernels.lstm_run(x, w.w_ih, w.w_hh, w.b_ih, w.b_hh, self.w_out, self.b_out, self.h, self.c, self._pre, out)
-
-    def reset(self) -> None:
-        self.h[:] = 0.0
-        self.c[:] = 0.0
 
 
 class _FoldedRNN:
@@ -293,8 +292,10 @@ class DynamicHyperRNN:
         return hyper + modulation + main
 
 
-class DynamicHyperStream:
-    """Streams a DynamicHyperRNN: fixed weights shared with the model, state and scratch of its own."""
+class DynamicHyperStream(IdleState):
+    """Streams a DynamicHyperRNN: fixed weights shared with the model, state and scratch of its own
+    (``IdleState``)."""
+    state_names = ("h", "c", "hh", "hc")
 
     def __init__(self, model: DynamicHyperRNN):
         self.model = model
@@ -305,16 +306,13 @@ class DynamicHyperStream:
         self._ih, self._gh = np.zeros(G * k, np.float32), np.zeros(G * k, np.float32)
         self._d = np.zeros(3 * G * h, np.float32)
         self._u, self._pre = np.zeros(G * h, np.float32), np.zeros(G * h, np.float32)
+        self._keep_idle()
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
         m = self.model
         kernels.dynamic_hyper_run(m.cell == "lstm", x, self.weights.hyper_bias, m.wh, m.whh, m.bhh, m.A, m.a,
                                   m.U, m.v, m.w_out, m.b_out, self.h, self.c, self.hh, self.hc,
                                   self._ih, self._gh, self._d, self._u, self._pre, out)
-
-    def reset(self) -> None:
-        for s in (self.h, self.c, self.hh, self.hc):
-            s[:] = 0.0
 
 
 FORMATS = {"gru": "knobnet-conditioned-gru", "lstm": "knobnet-conditioned-lstm"}

@@ -23,14 +23,11 @@ from effects.ddsp.gru1 import gru1_lanes
 from effects.kernels import tanh32
 from effects.modelfile import load_npz_model, save_npz_model
 from effects.pedal import ModelFileError
+from effects.rest import IdleState
 
 FORMAT = "knobnet-ddsp-amp-2"
 RETIRED_FORMATS = {"knobnet-ddsp-amp-1": "its DDSP amp learned its own tone stack; this one is the circuit's"}
 CHUNK = 128  # samples per pipeline pass in amp_run (scratch size)
-# Silence that ``AmpStream.settle`` plays to reach the idle state: 0.37 s at 44.1 kHz, the slowest
-# poles being the 10 Hz DC blocker's and the low shelves' (the shipped weights, at any knobs, come
-# within 3e-8 of idle; 8,192 samples leave up to 1e-5).
-SETTLE_SAMPLES = 16384
 
 
 # The seven GRU1s step together as 8 float32 lanes (one AVX register). Lane k is GRU1 k (amp layout),
@@ -107,13 +104,19 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, out):
     dc[0], dc[1] = d0, d1
 
 
-class AmpStream:
-    """Streaming DDSP amp for one set of trained parameters.
+class AmpStream(IdleState):
+    """Streaming DDSP amp for one set of trained parameters; it starts at its idle state (``IdleState``:
+    the amp's GRU1 biases hold DC along the path, and from zero it would play a thump).
 
     Args:
         params: name -> array, the shapes of ``amp.param_shapes()``.
         sample_rate: in Hz (the rate the model was trained at).
     """
+
+    state_names = ("z", "h", "dc")
+    # 0.37 s at 44.1 kHz: the slowest poles are the 10 Hz DC blocker's and the low shelves' (the shipped
+    # weights come within 3e-8 of rest at any knobs tried; 8,192 samples leave up to 1e-5).
+    settle_samples = 16384
 
     def __init__(self, params: dict[str, np.ndarray], sample_rate: float):
         self.params = {k: np.asarray(v, np.float64) for k, v in params.items()}
@@ -129,9 +132,7 @@ class AmpStream:
         self.dc_pole = amp.dc_block_pole(self.sample_rate)
         self.buf = np.zeros((7, CHUNK), np.float32)
         self.u = np.zeros(N_LANES, np.float32)
-        self.idle_z, self.idle_h, self.idle_dc = self.z.copy(), self.h.copy(), self.dc.copy()
-        self._silence = np.zeros(CHUNK, np.float32)
-        self._discard = np.zeros(CHUNK, np.float32)
+        self._keep_idle()
         # Everything but the tone stack and the two knob gains is fixed (amp.tone_stack_design): the
         # whole design once, at the recorded gain and master, where the knob gains are 1.
         neutral = np.array([amp.RECORDED["gain"], 5.0, 5.0, 5.0, amp.RECORDED["master"]])
@@ -153,29 +154,6 @@ class AmpStream:
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
         amp_run(x, self.sos, self.z, self.gains, self.gru, self.h, self.dc, self.dc_pole, self.buf, self.u, out)
-
-    def settle(self) -> None:
-        """Find the idle state at the current coefficients, and go there.
-
-        A trained amp does not rest at the zero state: its GRU1 biases hold DC offsets along the path.
-        Started from zero it plays a thump (the shipped weights: 0.4-0.8 peak for 20-70 ms) that the
-        real amp, long switched on, never plays. So the stream plays ``SETTLE_SAMPLES`` of silence from zero,
-        keeps the state it reaches as the idle state, and ``reset`` returns there.
-        """
-        self.clear()
-        for _ in range(SETTLE_SAMPLES // CHUNK):
-            self.run(self._silence, self._discard)
-        self.idle_z[:], self.idle_h[:], self.idle_dc[:] = self.z, self.h, self.dc
-
-    def reset(self) -> None:
-        """Back to the idle state (``settle``)."""
-        self.z[:], self.h[:], self.dc[:] = self.idle_z, self.idle_h, self.idle_dc
-
-    def clear(self) -> None:
-        """The zero state, where the torch model starts each segment (its warm-up covers the way to idle)."""
-        self.z[:] = 0.0
-        self.h[:] = 0.0
-        self.dc[:] = 0.0
 
     @property
     def weights(self) -> "AmpStream":
