@@ -201,6 +201,8 @@ class Pedal:
     def _settle(self, values: np.ndarray) -> None:
         """(Pedals that ``settles``.) Find the state the signal path rests at, on silence, at these knob
         values (panel units), for ``_reset_state`` to return to. Setup thread only."""
+        if self.settles:
+            raise NotImplementedError(f"{type(self).__name__} settles but has no _settle")
 
     def _run(self, x: np.ndarray, out: np.ndarray) -> None:
         raise NotImplementedError

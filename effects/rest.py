@@ -3,7 +3,7 @@
 A trained recurrent model does not rest at the zero state: its biases hold the hidden state (and,
 through it, DC) off zero. Started from zero it plays what the modelled gear, long switched on,
 never plays: a click (the OD-3, up to 0.13 peak) or a thump (the JVM amp, up to 0.8 peak).
-``IdleState`` gives a stream ``settle`` (silence from zero until still; the state reached is kept),
+``IdleState`` gives a stream ``settle`` (a fixed stretch of silence from zero; the state reached is kept),
 ``reset`` (back there) and ``clear`` (the zero state, where torch models and the specs' reference
 vectors start).
 

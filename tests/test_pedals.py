@@ -38,12 +38,14 @@ def test_block_size_invariance_holds_while_knobs_move(make_pedal):
 def test_reset_gives_the_output_of_a_fresh_pedal(make_pedal):
     pedal = make_pedal()
     x = guitar_like(pedal.sample_rate, 0.2)
-    settings = {k.name: (k.minimum + k.maximum) / 2 if not k.choices else k.choices[-1] for k in pedal.knobs}
+    settings = {k.name: k.minimum + 0.3 * (k.maximum - k.minimum) if not k.choices else k.choices[-1]
+                for k in pedal.knobs}
     pedal.set_knobs(**settings)
     pedal.process(x[::-1].copy())
     pedal.reset()
     fresh = make_pedal()
     fresh.set_knobs(**settings)
+    fresh.reset()  # at rest at these knobs, as load_pedal(name, **settings) gives it
     np.testing.assert_allclose(pedal.process(x), fresh.process(x), atol=1e-6)
     assert pedal.knob_values() == fresh.knob_values()
 

@@ -8,6 +8,7 @@ import soundfile as sf
 import torch
 
 from conftest import requires_shared
+from effects import load_pedal
 from effects.recurrent import GRUWeights, load_conditioned_gru
 from effects.training.data import DatasetError, estimate_latency, load_dataset, write_dataset
 from effects.training.gru_op import gru_recurrence
@@ -349,6 +350,8 @@ def test_distill_samples_part_of_a_knob_range_and_appends_to_a_dataset(tmp_path)
     assert len(ds.pairs) == 9 and len(added) == 4 and all(p.split == "train" for p in added)
     assert all(8.0 <= p.knobs["drive"] <= 10.0 for p in added)
     assert ds.knob_ranges == {"drive": (0.0, 10.0), "tone": (0.0, 10.0)}  # still the knobs' whole ranges
+    for pair in ds.pairs[:3]:  # each target is the teacher at the pair's knobs from rest (no glide from the last pair's)
+        np.testing.assert_allclose(pair.y, load_pedal("od3", **pair.knobs).process(pair.x), atol=1e-6)
     with pytest.raises(DatasetError, match="already holds pairs of seed 1"):  # the same seed again
         distill("od3", folder, ["drive", "tone"], train_settings=1, valid_settings=0, test_settings=0, seed=1,
                 append=True, **common)

@@ -237,8 +237,8 @@ def jvm_markdown(result) -> str:
              "The DDSP paper's Table 1 structure, on knobnet's JVM data: 15 real 5 s clips at gain 5 and five tone "
              "settings, of which 11 train and 4 are held out (`effects/ddsp/dataset.py`): two clips of unseen tone "
              "settings (B3_M7_T1, B0_M0_T10) and one unseen clip of each of two trained settings. Figures are the "
-             "streaming models (the kernels that play) over the whole held-out clips, the DDSP amp from its idle state "
-             "at the clip's knobs, the GRUs from the zero state; \"seen\"/\"unseen\" are the "
+             "streaming models (the kernels that play) over the whole held-out clips, each from its idle state at the "
+             "clip's knobs; \"seen\"/\"unseen\" are the "
              "means over the two clips of each kind. ESR pre: with the pre-emphasis filter of the training loss. "
              "RTF: one thread, 128-sample blocks, every model timed in this one sitting (compare ratios).", "",
              "Reproduce (after `python -m effects.ddsp.dataset out/datasets/jvm` and `knobnet train` of "

@@ -203,8 +203,8 @@ def distill(teacher: str, folder, knob_names, train_settings: int = 300, seconds
                 if dynamics and ((i // 2) % 2 == 1 if split == "test" else rng.random() < 0.75):
                     x *= level_envelope(len(x), rate, rng)
                 x *= rng.uniform(0.1, 1.0) / (np.abs(x).max() + 1e-9)  # peak level from -20 to 0 dBFS
-                pedal.reset()
                 pedal.set_knobs(**knobs)
+                pedal.reset()  # at rest at these knobs (a pedal that settles would glide to knobs set after)
                 y = pedal.process(x)
                 pairs.append({"name": f"{prefix}{split}{i:04d}", "x": x, "y": y, "knobs": knobs, "split": split})
                 bar.update(len(pairs))

@@ -300,11 +300,11 @@ def init_weights(model, path) -> None:
 
 
 def stream_pair(twin, pair, block_size: int = 4096) -> np.ndarray:
-    """Run the streaming model (the kernels that play) over a whole pair at its knobs (a stream with
-    ``settle``, the DDSP amp's, from its idle state there, as its pedal plays)."""
+    """Run the streaming model (the kernels that play) over a whole pair at its knobs; a stream with
+    ``settle`` (the recurrent ones, ``effects.rest``) from its idle state there, as its pedal plays."""
     s = twin.stream()
     twin.weights_into(pair.cond, s.weights)
-    if hasattr(s, "settle"):  # a stream that rests off zero (the DDSP amp) starts at rest, as its pedal does
+    if hasattr(s, "settle"):
         s.settle()
     out = np.empty(len(pair.x), np.float32)
     for i in range(0, len(pair.x), block_size):
