@@ -28,7 +28,6 @@ class JVM(Pedal):
     # every 128 samples (2.9 ms; 17 steps over a full-range 50 ms ramp), which keeps a moving knob
     # well inside a 128-sample block's budget. Output gain still ramps per sample.
     control_period = 128
-    settles = True
     knobs = tuple(Knob(k, 0.0, 10.0, 5.0) for k in amp.KNOBS)
 
     def __init__(self, model_path=None):
@@ -47,8 +46,7 @@ class JVM(Pedal):
     def _run(self, x, out):
         self.amp.run(x, out)
 
-    def _settle(self, values):
-        self.amp.configure(values)
+    def _settle(self):
         self.amp.settle()
 
     def _reset_state(self):

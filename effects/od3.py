@@ -30,7 +30,6 @@ class OD3(Pedal):
     description = "Boss OD-3 overdrive (StaticHyper-GRU-32 trained on real OD-3 recordings)"
     sample_rate = 48000
     latency_samples = 0
-    settles = True
     knobs = (
         Knob("drive", 0.0, 10.0, 5.0),
         Knob("tone", 0.0, 10.0, 5.0),
@@ -67,8 +66,7 @@ class OD3(Pedal):
     def _run(self, x, out):
         self.stream.run(x, out)
 
-    def _settle(self, values):
-        self._configure(values)
+    def _settle(self):
         self.stream.settle()
 
     def _reset_state(self):

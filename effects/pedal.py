@@ -65,14 +65,14 @@ class Pedal:
     output gain (``level``-style knobs) is ramped per sample between ticks. Because ticks fall on
     fixed sample positions, the output does not depend on how the stream is cut into blocks.
 
-    A pedal that ``settles`` (a trained model whose idle state is not zero, and depends on the knobs:
-    from zero it would click) finds its state at rest at the knob targets when it is reset
-    (``_settle``). Its knobs set after a reset, and its knobs after a recovery from NaN input, glide
-    from the knobs the state rests at, as any knob move does; other pedals take their targets at once.
+    A pedal that ``settles`` (one that implements ``_settle``: a trained model whose idle state is not
+    zero, and depends on the knobs, so that from zero it would click) finds its state at rest at the
+    knob targets when it is reset. Its knobs set after a reset, and its knobs after a recovery from NaN
+    input, glide from the knobs the state rests at, as any knob move does; other pedals take their
+    targets at once.
 
     Subclasses define ``name``, ``sample_rate``, ``knobs`` and implement ``_configure``,
-    ``_run`` and ``_reset_state``; ``_output_gain`` defaults to unity; pedals that ``settles``
-    implement ``_settle``.
+    ``_run`` and ``_reset_state``; ``_output_gain`` defaults to unity; ``_settle`` is optional.
     """
     name: str = ""
     description: str = ""
@@ -81,7 +81,6 @@ class Pedal:
     knobs: tuple[Knob, ...] = ()
     control_period: int = 32
     smoothing_ms: float = 50.0
-    settles: bool = False
 
     def __init__(self):
         self._knob_index = {k.name: i for i, k in enumerate(self.knobs)}
@@ -163,7 +162,9 @@ class Pedal:
         """Put the signal state at rest at the knob targets (not on the audio thread: settling takes
         milliseconds); the knobs stay."""
         self._rest[:] = self._target
-        self._settle(self._rest)
+        if self.settles:
+            self._configure(self._rest)
+            self._settle()
         self._reset_state()
         self._phase = 0
         self._started = False
@@ -198,11 +199,13 @@ class Pedal:
     def _output_gain(self, values: np.ndarray) -> float:
         return 1.0
 
-    def _settle(self, values: np.ndarray) -> None:
-        """(Pedals that ``settles``.) Find the state the signal path rests at, on silence, at these knob
-        values (panel units), for ``_reset_state`` to return to. Setup thread only."""
-        if self.settles:
-            raise NotImplementedError(f"{type(self).__name__} settles but has no _settle")
+    @property
+    def settles(self) -> bool:
+        return type(self)._settle is not Pedal._settle
+
+    def _settle(self) -> None:
+        """Find the state the signal path rests at, on silence, at the coefficients ``_configure`` just
+        set, for ``_reset_state`` to return to. Setup thread only."""
 
     def _run(self, x: np.ndarray, out: np.ndarray) -> None:
         raise NotImplementedError

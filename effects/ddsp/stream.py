@@ -105,8 +105,8 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, out):
 
 
 class AmpStream(IdleState):
-    """Streaming DDSP amp for one set of trained parameters; it starts at its idle state (``IdleState``:
-    the amp's GRU1 biases hold DC along the path, and from zero it would play a thump).
+    """Streaming DDSP amp for one set of trained parameters. ``settle`` (``IdleState``) once its knobs
+    are set: the amp's GRU1 biases hold DC along the path, and from zero it would play a thump.
 
     Args:
         params: name -> array, the shapes of ``amp.param_shapes()``.
@@ -139,7 +139,6 @@ class AmpStream(IdleState):
         sos, self.held_gains = amp.dsp_params(self.params, neutral, self.sample_rate)
         self.sos[:] = sos
         self.configure(neutral)
-        self.settle()
 
     def configure(self, knobs_panel: np.ndarray) -> None:
         """Set coefficients for panel knobs (5,) gain, bass, middle, treble, master: the tone stack's
