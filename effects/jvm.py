@@ -5,7 +5,10 @@ loading, ``reset`` (it settles the amp: about 2 ms) and ``info``/``stages`` run 
 engine thread. The model and its knob mapping are
 in ``effects.ddsp.amp`` (spec section 7); the shipped weights and how they were trained are
 described in resources/jvm/MODEL_CARD.md. The recordings hold gain 5 and one master setting:
-gain and master act through constructed gains (see ``effects.ddsp.amp``).
+gain and master act through constructed gains (see ``effects.ddsp.amp``). Those move the amp's
+idle state, and the output DC blocker turns the move into a low bump (0.088 peak for gain and master
+5 -> 10 in silence): the pedal subtracts what the amp plays on silence (``effects.rest.SilentTwin``),
+so a knob turned in silence is silent.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import numpy as np
 from effects.ddsp import amp, stream
 from effects.modelfile import RESOURCES_DIR
 from effects.pedal import Knob, ModelFileError, Pedal
+from effects.rest import SilentTwin
 
 DEFAULT_WEIGHTS = RESOURCES_DIR / "jvm" / "jvm_ddsp.npz"
 
@@ -37,20 +41,27 @@ class JVM(Pedal):
             raise ModelFileError(f"{self.model_path}: trained at {sample_rate:g} Hz, the JVM pedal runs at "
                                  f"{self.sample_rate} Hz")
         self.amp = stream.AmpStream(params, sample_rate)
+        twin = stream.AmpStream(params, sample_rate)
+        twin.sos, twin.gains = self.amp.sos, self.amp.gains  # configure redesigns both in place
+        self._silent = SilentTwin(twin, horizon=self.amp.settle_samples)
         super().__init__()
         self.reset()
 
     def _configure(self, values):
         self.amp.configure(values)
+        self._silent.arm()
 
     def _run(self, x, out):
         self.amp.run(x, out)
+        self._silent.subtract(out)
 
     def _settle(self):
         self.amp.settle()
+        self._silent.twin.adopt_idle(self.amp)
 
     def _reset_state(self):
         self.amp.reset()
+        self._silent.reset()
 
     def stages(self, knobs: dict | None = None, **options) -> list:
         """Inspection curves at the given panel knobs (default: the current targets).

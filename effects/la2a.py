@@ -14,6 +14,11 @@ at either position the model is exactly the trained one. While knobs move, the f
 parameters also ramp per sample between control ticks, so there are no steps. Gain is not
 modelled: it is an output make-up gain of 0.4 dB per step, unity at its default of 50 (-20..+20 dB).
 
+The model plays a small DC at rest that moves with its knobs (0.0006 at the defaults); the LA-2A's
+output transformer passes none, so the pedal subtracts what the model plays on silence
+(``effects.rest.SilentTwin``: a second stream that hears only silence, run for a receptive field after
+each knob move or reset) and rests at zero.
+
 Latency: the teacher was trained with each output one sample behind its newest input (spec
 section 6, alignment quirk), so its output at sample t estimates the LA-2A's output at t - 1:
 one sample of latency, which ``latency_samples`` declares; the student learnt the teacher's
@@ -29,6 +34,7 @@ from numba import njit
 
 from effects.modelfile import RESOURCES_DIR, shared_path
 from effects.pedal import Knob, ModelFileError, Pedal
+from effects.rest import SilentTwin
 from effects.tcn import MicroTCN
 
 SHIPPED_WEIGHTS = RESOURCES_DIR / "la2a" / "la2a.npz"
@@ -36,7 +42,7 @@ SHARED_MODEL = ("models", "la2a-microtcn", "traced_3-uTCN-300__causal__4-10-13__
 MAKEUP_DB_PER_STEP = 0.4  # gain knob: (gain - 50) * 0.4 dB
 VU_MS = 300.0  # meter reaches 99 % of a step (in power) after this long, as a VU meter
 METER_FLOOR = 1e-6  # mean-square floor (-60 dBFS): silence reads 0 dB of gain reduction
-METER_DC_HZ = 5.0  # the meter is AC-coupled: the model's DC (up to -54 dBFS at silence) is not level
+METER_DC_HZ = 5.0  # the meter is AC-coupled: the DC the model plays under signal is not level
 STATIC_TONE_HZ = 1000.0
 STATIC_MEASURE_SAMPLES = 4410  # 100 periods of 1 kHz at 44.1 kHz
 
@@ -82,6 +88,7 @@ class LA2A(Pedal):
         self.model_path = model_path
         self.model = MicroTCN.load(model_path)
         self._stream = self.model.stream()
+        self._silent = SilentTwin(self.model.stream(), horizon=self.model.receptive_field + self.control_period)
         self._cond_map = self._conditioning_map(self.model.meta, model_path)
         self._p = np.zeros((2, self.model.num_conds), np.float32)  # conditions at compress and at limit
         self._meter = np.zeros((2, 3), np.float64)  # _mean_square states of input and model output
@@ -116,7 +123,9 @@ class LA2A(Pedal):
     # ---- audio thread ----
     def _configure(self, values):
         self.conditions(values[0], self._p)
-        self._stream.condition(self._p[0], self._p[1], float(values[2]), ramp_samples=self.control_period)
+        for stream in (self._stream, self._silent.twin):
+            stream.condition(self._p[0], self._p[1], float(values[2]), ramp_samples=self.control_period)
+        self._silent.arm()
 
     def _output_gain(self, values):
         return makeup_gain(values[1])
@@ -124,10 +133,12 @@ class LA2A(Pedal):
     def _run(self, x, out):
         _mean_square(x, self._meter[0], self._meter_coef, self._dc_coef)  # before: out may be x
         self._stream.run(x, out)
+        self._silent.subtract(out)
         _mean_square(out, self._meter[1], self._meter_coef, self._dc_coef)
 
     def _reset_state(self):
         self._stream.reset()
+        self._silent.reset()
         self._meter[:] = 0.0
 
     # ---- metering (any thread) ----

@@ -5,7 +5,9 @@ settles the GRU at the knobs: a few milliseconds) run on the GUI/CLI or engine t
 The model ([pnfx] StaticHyper-GRU-32, spec sections 2.3 and 5) was trained with
 drive and tone on a 0..4 scale; the panel's 0..10 maps linearly onto it (0 -> 0, 10 -> 4), and
 the model sees c = v/2 - 1. Level is not modelled: it is an output gain with an audio taper,
-unity at its default of 5.
+unity at its default of 5. The real pedal's output is AC-coupled; the model's rests at a DC offset
+that moves with drive and tone (-0.009 to +0.003), so the pedal subtracts what the model plays on
+silence (``effects.rest.SilentTwin``) and rests at zero.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 from effects.modelfile import RESOURCES_DIR, shared_path
 from effects.pedal import Knob, ModelFileError, Pedal
 from effects.recurrent import load_conditioned_gru
+from effects.rest import SilentTwin
 
 SHIPPED_WEIGHTS = RESOURCES_DIR / "od3" / "od3.npz"
 SHARED_CHECKPOINT = ("models", "od3-pyneuralfx", "statichyper_gru_32.pt")
@@ -47,6 +50,9 @@ class OD3(Pedal):
         self.model_path = model_path
         self.model, self.model_meta = load_conditioned_gru(model_path, num_conds=2)
         self.stream = self.model.stream()
+        twin = self.model.stream()
+        twin.weights = self.stream.weights  # _configure folds the knobs into both
+        self._silent = SilentTwin(twin, horizon=self.stream.settle_samples)
         self._cond = np.zeros(2, np.float32)
         super().__init__()
         self.reset()
@@ -59,18 +65,22 @@ class OD3(Pedal):
         self._cond[0] = values[0] * (MODEL_SCALE / 2) - 1.0
         self._cond[1] = values[1] * (MODEL_SCALE / 2) - 1.0
         self.model.weights_into(self._cond, self.stream.weights)
+        self._silent.arm()
 
     def _output_gain(self, values):
         return level_gain(values[2])
 
     def _run(self, x, out):
         self.stream.run(x, out)
+        self._silent.subtract(out)
 
     def _settle(self):
         self.stream.settle()
+        self._silent.twin.adopt_idle(self.stream)
 
     def _reset_state(self):
         self.stream.reset()
+        self._silent.reset()
 
     def info(self) -> dict:
         return {"params": self.model.params, "ops_per_sample": self.model.ops_per_sample,

@@ -7,8 +7,15 @@ never plays: a click (the OD-3, up to 0.13 peak) or a thump (the JVM amp, up to 
 ``reset`` (back there) and ``clear`` (the zero state, where torch models and the specs' reference
 vectors start).
 
+At rest such a model still plays a constant, and the constant moves with the knobs: the OD-3's
+-0.009 to +0.003, the LA-2A's 0.0006. The gear it models is AC-coupled and plays nothing. A JVM amp
+after the pedal amplifies any step of that DC into a thump: 0.15 peak when the board starts, 0.26
+when the OD-3's tone is turned in silence. ``SilentTwin`` is the pedal's model hearing only silence:
+the pedal subtracts its output, so in silence it plays exactly zero, whatever its knobs do.
+
 Threads: ``settle`` (a few milliseconds) where a pedal is set up: engine, GUI, render or training
-thread; ``reset`` and ``clear`` anywhere, the audio thread included (copies, no allocation).
+thread; ``reset`` and ``clear`` anywhere, the audio thread included (copies, no allocation);
+``SilentTwin.arm`` and ``subtract`` on the audio thread (no allocation).
 """
 from __future__ import annotations
 
@@ -40,6 +47,11 @@ class IdleState:
         for name, idle in zip(self.state_names, self._idle):
             idle[...] = getattr(self, name)
 
+    def adopt_idle(self, other: "IdleState") -> None:
+        """Take the idle state ``other`` (a stream of the same model and weights) settled to."""
+        for mine, theirs in zip(self._idle, other._idle):
+            mine[...] = theirs
+
     def reset(self) -> None:
         """Back to the idle state."""
         for name, idle in zip(self.state_names, self._idle):
@@ -49,3 +61,47 @@ class IdleState:
         """The zero state."""
         for name in self.state_names:
             getattr(self, name)[...] = 0.0
+
+
+class SilentTwin:
+    """A second stream of a pedal's model that hears only silence, for the pedal to subtract.
+
+    The pedal keeps the twin in step with its own stream: the same weights (shared arrays, or the same
+    calls that set them) and the same resets. The twin's output is then exactly what the stream would
+    play on silence now, knob moves and resets included, and the difference is zero in silence.
+    The twin runs only while its output can still change: ``arm`` (at every reset and knob move)
+    starts ``horizon`` samples of it, after which its output is the constant it reached.
+
+    Args:
+        twin: a stream with ``run(x, out)``; horizon: samples after which it is constant on silence.
+    """
+
+    def __init__(self, twin, horizon: int):
+        self.twin = twin
+        self.horizon = int(horizon)
+        self.level = np.float32(0.0)  # the twin's output once it is constant
+        self._left = 0
+        self._silence = np.zeros(BLOCK, np.float32)
+        self._out = np.zeros(BLOCK, np.float32)
+
+    def arm(self) -> None:
+        """The weights changed: run the twin for ``horizon`` samples."""
+        self._left = self.horizon
+
+    def reset(self) -> None:
+        """The pedal reset its stream: the twin resets too, and runs for ``horizon`` samples."""
+        self.twin.reset()
+        self.arm()
+
+    def subtract(self, out: np.ndarray) -> None:
+        """Subtract from ``out`` (the stream's output for the same samples) what silence plays."""
+        n = out.shape[0]
+        if self._left <= 0 or n == 0:
+            out -= self.level
+            return
+        for start in range(0, n, BLOCK):
+            m = min(BLOCK, n - start)
+            self.twin.run(self._silence[:m], self._out[:m])
+            out[start:start + m] -= self._out[:m]
+        self.level = self._out[m - 1]
+        self._left -= n

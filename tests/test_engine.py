@@ -218,3 +218,26 @@ def test_reorder_crossfades_from_the_old_order_to_the_new_with_the_pedals_state(
     new_ref.process(x[3072:3328], expected)
     np.testing.assert_allclose(out, expected, atol=1e-6)
     assert np.abs(expected_new - expected_new.mean()).max() > 0.01  # the pedals did play
+
+
+def test_default_board_in_silence_plays_nothing_through_start_and_bypass():
+    """The pedals rest at zero (``effects.rest.SilentTwin``): the default board's start and each pedal's
+    bypass, both ways, play nothing in silence (before, the OD-3's DC offset through the JVM thumped)."""
+    board, _ = Board.default(48000)
+    rack = board.rack()
+    silence = np.zeros(128, np.float32)
+    out = np.empty(128, np.float32)
+
+    def play(blocks=60):
+        peak = 0.0
+        for _ in range(blocks):
+            rack.process(silence, out)
+            peak = max(peak, float(np.abs(out).max()))
+        return peak
+
+    assert play() < 1e-4
+    for i in range(len(board.slots)):
+        board.set_bypass(i, True)
+        assert play() < 1e-4
+        board.set_bypass(i, False)
+        assert play() < 1e-4

@@ -111,23 +111,42 @@ def test_a_new_or_reset_amp_rests_silent_where_the_zero_state_thumps(knobs):
     assert np.abs(pedal.process(silence)).max() > 0.05
 
 
+def test_knobs_turned_in_silence_are_silent_though_they_move_the_idle_state():
+    """Gain and master move the amp's idle state: turned in silence, the model itself bumps softly (0.088
+    peak for both 5 -> 10 over the 50 ms ramp). The pedal subtracts what the amp plays on silence, so it
+    stays silent, after a recovery from NaN input too."""
+    moved = {"gain": 10.0, "master": 10.0}
+    silence = np.zeros(344 * 128, np.float32)
+    bare = load_pedal("jvm")
+    bare._silent.subtract = lambda out: None  # the model alone
+    bare.process(silence)
+    bare.set_knobs(**moved)
+    assert np.abs(bare.process(silence)).max() > 0.05
+    pedal = load_pedal("jvm")
+    pedal.process(silence)
+    pedal.set_knobs(**moved)
+    assert np.abs(pedal.process(silence)).max() < 1e-6
+    pedal.set_knobs(gain=0.0, master=2.0)
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        recovered = np.concatenate([pedal.process(np.full(64, np.nan, np.float32)), pedal.process(silence)])
+    assert np.abs(recovered).max() < 1e-6
+
+
 def test_knobs_set_after_a_reset_glide_from_where_the_amp_rested():
-    """Gain and master move the idle state, so a knob turned in silence bumps softly (the 50 ms ramp).
-    Knobs set after a reset, before the first block or while the pedal recovers from NaN input, glide
-    from the knobs the amp rested at, like a knob turned on a running pedal, not jump there."""
+    """Knobs set after a reset, before the first block, glide from the knobs the amp rested at, like
+    a knob turned on a running pedal, not jump there."""
     moved = {"gain": 10.0, "master": 10.0}
     silence = np.zeros(344 * 128, np.float32)  # whole control periods: the ramps start at the same tick
+    note = sine(220.5, 0.05, 0.2)
     running = load_pedal("jvm")
     running.process(silence)
     running.set_knobs(**moved)
-    turned = running.process(silence)
-    assert np.abs(turned).max() > 1e-3
+    turned = running.process(note)
     fresh = load_pedal("jvm")
     fresh.set_knobs(**moved)
-    np.testing.assert_allclose(fresh.process(silence), turned, atol=1e-6)
-    with pytest.warns(RuntimeWarning, match="NaN"):
-        recovered = np.concatenate([running.process(np.full(64, np.nan, np.float32)), running.process(silence)])
-    assert np.abs(recovered).max() < 1.5 * np.abs(turned).max()
+    np.testing.assert_allclose(fresh.process(note), turned, atol=1e-6)
+    jumped = load_pedal("jvm", **moved).process(note)  # at rest at the moved knobs: no glide
+    assert np.abs(jumped - turned).max() > 0.05
 
 
 def _band_db(stage, lo_hz, hi_hz):
