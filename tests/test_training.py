@@ -259,6 +259,36 @@ def test_balanced_sampling_weighs_each_knob_setting_alike():
         assert float((c[:, 0] == 1).float().mean()) == pytest.approx(share, abs=0.03)
 
 
+def test_a_target_that_starts_with_digital_silence_is_unmeasured_there(tmp_path):
+    """The JVM targets start with 2,048 exact zeros while the inputs play: no recording. Such a head is
+    found and named when the dataset loads, training segments score none of it, and neither do metrics."""
+    from effects.training.data import MIN_UNMEASURED_SAMPLES, Pair, unmeasured_head
+    from effects.training.train import SegmentSampler
+    noisy = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    assert unmeasured_head(noisy) == 0
+    assert unmeasured_head(np.r_[np.zeros(MIN_UNMEASURED_SAMPLES - 1, np.float32), noisy]) == 0  # a zero crossing or two
+    assert unmeasured_head(np.r_[np.zeros(500, np.float32), noisy]) == 500
+
+    def mutate(folder, desc):  # both silent there, so the toy's decaying sine still aligns
+        for key in ("input", "target"):
+            path = folder / desc["pairs"][0][key]
+            a, rate = sf.read(path, dtype="float32")
+            a[:600] = 0.0
+            sf.write(path, a, rate, subtype="FLOAT")
+    ds = load_dataset(dataset_with(tmp_path, mutate))
+    assert [p.measured_from for p in ds.pairs] == [600, 0, 0]
+    assert any("starts with 600 samples (38 ms) of digital silence" in w for w in ds.warnings)
+
+    marked = Pair("m", np.arange(10000, dtype=np.float32), np.zeros(10000, np.float32), {}, np.zeros(1), "train", 6000)
+    x, _, _ = SegmentSampler([marked], 1500, seed=0, warmup=500).batch(2000)
+    assert float(x[:, 500].min()) >= 6000  # every scored sample is recorded
+    assert float(x[:, 0].min()) < 5600  # and warm-ups may start before the head ends
+    plain = Pair("p", marked.x, marked.y, {}, np.zeros(1), "train")
+    x_old, _, _ = SegmentSampler([plain], 1500, seed=3).batch(50)
+    x_new, _, _ = SegmentSampler([plain], 1500, seed=3, warmup=500).batch(50)
+    assert torch.equal(x_old, x_new)  # pairs without a head draw the same segments as before
+
+
 def test_config_that_is_not_yaml(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("data: [unclosed")

@@ -121,9 +121,9 @@ def _twin(model_path, num_conds: int):
 def _jvm_pairs(clips):
     """``Pair``s of the JVM clips (``dataset.load_clips``), knobs normalised as their dataset folder's are."""
     from effects.ddsp.dataset import KNOB_RANGES
-    from effects.training.data import Pair, normalised_knobs
+    from effects.training.data import Pair, normalised_knobs, unmeasured_head
     return [Pair(name=c["name"], x=c["x"], y=c["y"], knobs=c["knobs"], cond=normalised_knobs(c["knobs"], KNOB_RANGES),
-                 split=c["split"]) for c in clips]
+                 split=c["split"], measured_from=unmeasured_head(c["y"])) for c in clips]
 
 
 def _score(twin, pairs, bands: bool = False) -> dict:
@@ -131,9 +131,9 @@ def _score(twin, pairs, bands: bool = False) -> dict:
     from effects.training.losses import esr_by_band, metrics
     from effects.training.train import stream_pair
     scores = {}
-    for p in pairs:
-        y = stream_pair(twin, p)
-        scores[p.name] = metrics(y, p.y) | ({"esr_bands": esr_by_band(y, p.y, twin.sample_rate)} if bands else {})
+    for p in pairs:  # from the target's first recorded sample (``Pair.measured_from``)
+        y, target = stream_pair(twin, p)[p.measured_from:], p.y[p.measured_from:]
+        scores[p.name] = metrics(y, target) | ({"esr_bands": esr_by_band(y, target, twin.sample_rate)} if bands else {})
     return scores
 
 

@@ -11,6 +11,12 @@ A dataset is a folder with ``dataset.json``::
 
 A pair without a split is cut in time: the first 70% trains, the next 10% validates, the last
 20% tests. Knobs are normalised to [-1, 1] over their ranges for the model.
+
+A target that starts with digital silence (``MIN_UNMEASURED_SAMPLES`` or more exact zeros, which no
+recording chain with any noise plays) holds no recording there: the JVM targets all start with 2,048
+zeros, cut or gated, while the inputs already play. The pair's ``measured_from`` marks where the
+recording begins; the model runs through the samples before it (they warm its state up), but they
+count in no loss and no metric.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import numpy as np
 from effects.audio_io import AudioFileError, read_mono, write_float
 
 SPLITS = ("train", "valid", "test")
+MIN_UNMEASURED_SAMPLES = 32  # leading exact zeros of a target that mark it unmeasured there (module doc)
 
 
 class DatasetError(ValueError):
@@ -38,6 +45,7 @@ class Pair:
     knobs: dict[str, float]
     cond: np.ndarray  # normalised to [-1, 1], in the dataset's knob order
     split: str | None
+    measured_from: int = 0  # the target's first recorded sample (module doc)
 
 
 @dataclasses.dataclass
@@ -57,8 +65,17 @@ class Dataset:
                 out.append(p)
             elif p.split is None:
                 a, b = (int(f * len(p.x)) for f in cuts[which])
-                out.append(dataclasses.replace(p, name=f"{p.name}[{which}]", x=p.x[a:b], y=p.y[a:b]))
+                out.append(dataclasses.replace(p, name=f"{p.name}[{which}]", x=p.x[a:b], y=p.y[a:b],
+                                               measured_from=max(0, p.measured_from - a)))
         return out
+
+
+def unmeasured_head(y: np.ndarray) -> int:
+    """How many samples at the start of a target hold no recording: its leading exact zeros, if there are
+    at least ``MIN_UNMEASURED_SAMPLES`` of them, else 0."""
+    nonzero = np.flatnonzero(y)
+    head = int(nonzero[0]) if nonzero.size else len(y)
+    return head if head >= MIN_UNMEASURED_SAMPLES else 0
 
 
 def estimate_latency(x: np.ndarray, y: np.ndarray, sample_rate: int, max_ms: float = 50.0) -> tuple[int, float]:
@@ -160,8 +177,12 @@ def load_dataset(folder, max_latency_ms: float = 5.0) -> Dataset:
         split = e.get("split")
         if split is not None and split not in SPLITS:
             raise DatasetError(f"{name}: split must be one of {', '.join(SPLITS)}, not {split!r}")
+        head = unmeasured_head(ya.samples)
+        if head:
+            warnings.append(f"{name}: the target starts with {head} samples ({head / rate * 1e3:.0f} ms) of digital "
+                            f"silence, not a recording: the model warms up through them, no loss or metric counts them")
         pairs.append(Pair(name, xa.samples, ya.samples, {k: float(v) for k, v in knobs.items()},
-                          normalised_knobs(knobs, knob_ranges), split))
+                          normalised_knobs(knobs, knob_ranges), split, head))
     return Dataset(folder, int(rate), knob_ranges, pairs, warnings)
 
 

@@ -242,10 +242,12 @@ def build_model(cfg: dict, num_conds: int) -> torch.nn.Module:
 
 class SegmentSampler:
     """Random (pair, offset) segments of the training pairs, from a saved-and-restorable generator.
-    ``balance_settings``: draw a knob setting uniformly, then one of its pairs."""
+    ``balance_settings``: draw a knob setting uniformly, then one of its pairs. A segment's loss (after its
+    first ``warmup`` samples) never reaches into a target's unmeasured head (``Pair.measured_from``)."""
 
-    def __init__(self, pairs, length: int, seed: int, balance_settings: bool = False):
-        self.pairs = [p for p in pairs if len(p.x) >= length]
+    def __init__(self, pairs, length: int, seed: int, balance_settings: bool = False, warmup: int = 0):
+        self.first = {p.name: max(0, p.measured_from - warmup) for p in pairs}  # earliest offset per pair
+        self.pairs = [p for p in pairs if len(p.x) - self.first[p.name] >= length]
         if not self.pairs:
             raise ConfigError(f"no training pair is at least {length} samples long (segment + warmup)")
         self.length = length
@@ -266,7 +268,7 @@ class SegmentSampler:
         c = np.empty((size, len(self.pairs[0].cond)), np.float32)
         for b in range(size):
             p = self._pick()
-            o = self.rng.integers(0, len(p.x) - self.length + 1)
+            o = self.rng.integers(self.first[p.name], len(p.x) - self.length + 1)
             x[b], y[b], c[b] = p.x[o:o + self.length], p.y[o:o + self.length], p.cond
         return tuple(torch.from_numpy(a).to(device) for a in (x, y, c))
 
@@ -357,7 +359,8 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
     sched, sched_per_step = lr_scheduler(opt, tc)
     warmup = dc["warmup"]
-    sampler = SegmentSampler(ds.split("train"), dc["segment"] + warmup, tc["seed"], bool(dc["balance_settings"]))
+    sampler = SegmentSampler(ds.split("train"), dc["segment"] + warmup, tc["seed"], bool(dc["balance_settings"]),
+                             warmup)
     valid = ds.split("valid") or validation_from_training(ds.split("train"))
     state = {"step": 0, "history": [], "best_valid": float("inf"), "bad": 0, "best_model": None}
     ckpt_path = out / "checkpoint.pt"
@@ -392,7 +395,8 @@ def train(config_path, resume: bool = False, log=print, steps_this_run: int | No
             losses = []
             for p in valid:
                 x, y, c = (torch.from_numpy(a)[None].to(device) for a in (p.x, p.y, p.cond))
-                losses.append(float(loss_fn(model(x, c)[:, warmup:], y[:, warmup:])))
+                scored = max(warmup, p.measured_from)
+                losses.append(float(loss_fn(model(x, c)[:, scored:], y[:, scored:])))
         model.train()
         return float(np.mean(losses))
 
@@ -468,8 +472,9 @@ def finish(cfg, model, ds, state, out: pathlib.Path) -> dict:
     twin = model.streaming_twin()
     per_pair = []
     for p in ds.split("test"):
-        y = stream_pair(twin, p)
-        per_pair.append({"pair": p.name, "knobs": p.knobs, **metrics(y, p.y), "esr_bands": esr_by_band(y, p.y, ds.sample_rate)})
+        y, target = stream_pair(twin, p)[p.measured_from:], p.y[p.measured_from:]
+        per_pair.append({"pair": p.name, "knobs": p.knobs, **metrics(y, target),
+                         "esr_bands": esr_by_band(y, target, ds.sample_rate)})
     summary = {k: float(np.mean([r[k] for r in per_pair])) for k in ("esr", "esr_pre_emphasis", "mae", "mrstft")} if per_pair else {}
     report = {"name": cfg["name"], "config": cfg, "steps": state["step"], "train_seconds": state.get("seconds", 0.0),
               "params": model.count_params() if hasattr(model, "count_params") else count_params(model), "ops_per_sample": int(twin.ops_per_sample),
