@@ -264,16 +264,19 @@ def test_a_target_that_starts_with_digital_silence_is_unmeasured_there(tmp_path)
     found and named when the dataset loads, training segments score none of it, and neither do metrics."""
     from effects.training.data import MIN_UNMEASURED_SAMPLES, Pair, unmeasured_head
     from effects.training.train import SegmentSampler
-    noisy = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
-    assert unmeasured_head(noisy) == 0
-    assert unmeasured_head(np.r_[np.zeros(MIN_UNMEASURED_SAMPLES - 1, np.float32), noisy]) == 0  # a zero crossing or two
-    assert unmeasured_head(np.r_[np.zeros(500, np.float32), noisy]) == 500
+    noisy = np.random.default_rng(0).standard_normal(1500).astype(np.float32)
+    assert unmeasured_head(noisy, noisy) == 0
+    late = np.r_[np.zeros(500, np.float32), noisy[500:]]
+    assert unmeasured_head(noisy, late) == 500
+    assert unmeasured_head(late, late) == 0  # silence in, silence out: measured
+    short = np.r_[np.zeros(MIN_UNMEASURED_SAMPLES - 1, np.float32), noisy[MIN_UNMEASURED_SAMPLES - 1:]]
+    assert unmeasured_head(noisy, short) == 0  # a zero crossing or two
 
-    def mutate(folder, desc):  # both silent there, so the toy's decaying sine still aligns
-        for key in ("input", "target"):
+    def mutate(folder, desc):  # the input only hisses there, so the toy's decaying sine still aligns
+        for key, head in (("input", 1e-4 * noisy[:600]), ("target", 0.0)):
             path = folder / desc["pairs"][0][key]
             a, rate = sf.read(path, dtype="float32")
-            a[:600] = 0.0
+            a[:600] = head
             sf.write(path, a, rate, subtype="FLOAT")
     ds = load_dataset(dataset_with(tmp_path, mutate))
     assert [p.measured_from for p in ds.pairs] == [600, 0, 0]

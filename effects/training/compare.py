@@ -123,7 +123,7 @@ def _jvm_pairs(clips):
     from effects.ddsp.dataset import KNOB_RANGES
     from effects.training.data import Pair, normalised_knobs, unmeasured_head
     return [Pair(name=c["name"], x=c["x"], y=c["y"], knobs=c["knobs"], cond=normalised_knobs(c["knobs"], KNOB_RANGES),
-                 split=c["split"], measured_from=unmeasured_head(c["y"])) for c in clips]
+                 split=c["split"], measured_from=unmeasured_head(c["x"], c["y"])) for c in clips]
 
 
 def _score(twin, pairs, bands: bool = False) -> dict:

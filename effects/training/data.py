@@ -13,8 +13,9 @@ A pair without a split is cut in time: the first 70% trains, the next 10% valida
 20% tests. Knobs are normalised to [-1, 1] over their ranges for the model.
 
 A target that starts with digital silence (``MIN_UNMEASURED_SAMPLES`` or more exact zeros, which no
-recording chain with any noise plays) holds no recording there: the JVM targets all start with 2,048
-zeros, cut or gated, while the inputs already play. The pair's ``measured_from`` marks where the
+recording chain with any noise plays) while its input does not holds no recording there: the JVM targets
+all start with 2,048 zeros, cut or gated, while the inputs already play. (A distilled pair whose input
+starts with exact zeros has a target that rightly does too.) The pair's ``measured_from`` marks where the
 recording begins; the model runs through the samples before it (they warm its state up), but they
 count in no loss and no metric.
 """
@@ -70,12 +71,12 @@ class Dataset:
         return out
 
 
-def unmeasured_head(y: np.ndarray) -> int:
-    """How many samples at the start of a target hold no recording: its leading exact zeros, if there are
-    at least ``MIN_UNMEASURED_SAMPLES`` of them, else 0."""
+def unmeasured_head(x: np.ndarray, y: np.ndarray) -> int:
+    """How many samples at the start of target y hold no recording: its leading exact zeros, if there are
+    at least ``MIN_UNMEASURED_SAMPLES`` of them and input x is not digital silence there too, else 0."""
     nonzero = np.flatnonzero(y)
     head = int(nonzero[0]) if nonzero.size else len(y)
-    return head if head >= MIN_UNMEASURED_SAMPLES else 0
+    return head if head >= MIN_UNMEASURED_SAMPLES and np.any(x[:head]) else 0
 
 
 def estimate_latency(x: np.ndarray, y: np.ndarray, sample_rate: int, max_ms: float = 50.0) -> tuple[int, float]:
@@ -177,7 +178,7 @@ def load_dataset(folder, max_latency_ms: float = 5.0) -> Dataset:
         split = e.get("split")
         if split is not None and split not in SPLITS:
             raise DatasetError(f"{name}: split must be one of {', '.join(SPLITS)}, not {split!r}")
-        head = unmeasured_head(ya.samples)
+        head = unmeasured_head(xa.samples, ya.samples)
         if head:
             warnings.append(f"{name}: the target starts with {head} samples ({head / rate * 1e3:.0f} ms) of digital "
                             f"silence, not a recording: the model warms up through them, no loss or metric counts them")
