@@ -149,6 +149,28 @@ def test_knobs_set_after_a_reset_glide_from_where_the_amp_rested():
     assert np.abs(jumped - turned).max() > 0.05
 
 
+def test_nan_recovery_glides_the_knobs_back_from_where_the_amp_rested():
+    """After NaN input the amp is back at its idle state, which rests at the knobs it was settled at, and
+    the knobs glide from there to their targets, as after a reset, rather than jump."""
+    moved = {"gain": 10.0, "master": 10.0}
+    silence = np.zeros(344 * 128, np.float32)  # whole control periods: the ramps start at the same tick
+    note = sine(220.5, 0.05, 0.2)
+    running = load_pedal("jvm")
+    running.process(silence)
+    running.set_knobs(**moved)
+    running.process(silence)
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        running.process(np.full(64, np.nan, np.float32))
+    recovered = running.process(note)
+    fresh = load_pedal("jvm")
+    fresh.set_knobs(**moved)
+    fresh.process(np.zeros(64, np.float32))
+    np.testing.assert_allclose(recovered, fresh.process(note), atol=1e-6)
+    jumped = load_pedal("jvm", **moved)
+    jumped.process(np.zeros(64, np.float32))
+    assert np.abs(jumped.process(note) - recovered).max() > 0.05
+
+
 def _band_db(stage, lo_hz, hi_hz):
     band = (stage.freqs_hz >= lo_hz) & (stage.freqs_hz <= hi_hz)
     return stage.magnitude_db[band].mean()

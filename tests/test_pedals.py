@@ -61,19 +61,19 @@ def test_shapes_lengths_zero_and_one(make_pedal):
 
 def test_silence_in_gives_silence_out_while_knobs_move(make_pedal):
     """The gear is AC-coupled: in silence a pedal plays nothing when it is made, while any knob sweeps
-    its range, and after a reset. (A trained model rests at a DC offset that moves with its knobs;
-    each pedal subtracts it, ``effects.rest.SilentTwin``.)"""
+    its range, and after a reset: below 1e-5 (-100 dBFS). (A trained model rests at a DC offset that moves
+    with its knobs; each pedal subtracts it, ``effects.rest.SilentTwin``.)"""
     pedal = make_pedal()
     silence = np.zeros(pedal.sample_rate // 2, np.float32)
-    assert np.abs(pedal.process(silence)).max() < 1e-6
+    assert np.abs(pedal.process(silence)).max() < 1e-5
     for knob in pedal.knobs:
         start = pedal.knob_values()[knob.name]
         for value in (knob.maximum, knob.minimum, start):
             pedal.set_knobs(**{knob.name: value})
-            assert np.abs(pedal.process(silence)).max() < 1e-6, (knob.name, value)
+            assert np.abs(pedal.process(silence)).max() < 1e-5, (knob.name, value)
     pedal.process(guitar_like(pedal.sample_rate, 0.25))
     pedal.reset()
-    assert np.abs(pedal.process(silence)).max() < 1e-6
+    assert np.abs(pedal.process(silence)).max() < 1e-5
 
 
 def test_pedals_before_the_amp_turned_in_silence_do_not_thump():

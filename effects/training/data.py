@@ -58,7 +58,8 @@ class Dataset:
     warnings: list[str]
 
     def split(self, which: str) -> list[Pair]:
-        """Pairs (or time-cut parts of unsplit pairs) of one split."""
+        """Pairs (or time-cut parts of unsplit pairs) of one split; a part that lies wholly in its pair's
+        unmeasured head is left out."""
         cuts = {"train": (0.0, 0.7), "valid": (0.7, 0.8), "test": (0.8, 1.0)}
         out = []
         for p in self.pairs:
@@ -66,8 +67,9 @@ class Dataset:
                 out.append(p)
             elif p.split is None:
                 a, b = (int(f * len(p.x)) for f in cuts[which])
-                out.append(dataclasses.replace(p, name=f"{p.name}[{which}]", x=p.x[a:b], y=p.y[a:b],
-                                               measured_from=max(0, p.measured_from - a)))
+                if p.measured_from < b:
+                    out.append(dataclasses.replace(p, name=f"{p.name}[{which}]", x=p.x[a:b], y=p.y[a:b],
+                                                   measured_from=max(0, p.measured_from - a)))
         return out
 
 

@@ -246,8 +246,8 @@ class SegmentSampler:
     first ``warmup`` samples) never reaches into a target's unmeasured head (``Pair.measured_from``)."""
 
     def __init__(self, pairs, length: int, seed: int, balance_settings: bool = False, warmup: int = 0):
-        self.first = {p.name: max(0, p.measured_from - warmup) for p in pairs}  # earliest offset per pair
-        self.pairs = [p for p in pairs if len(p.x) - self.first[p.name] >= length]
+        self.first = {id(p): max(0, p.measured_from - warmup) for p in pairs}  # earliest offset per pair
+        self.pairs = [p for p in pairs if len(p.x) - self.first[id(p)] >= length]
         if not self.pairs:
             raise ConfigError(f"no training pair is at least {length} samples long (segment + warmup)")
         self.length = length
@@ -268,7 +268,7 @@ class SegmentSampler:
         c = np.empty((size, len(self.pairs[0].cond)), np.float32)
         for b in range(size):
             p = self._pick()
-            o = self.rng.integers(self.first[p.name], len(p.x) - self.length + 1)
+            o = self.rng.integers(self.first[id(p)], len(p.x) - self.length + 1)
             x[b], y[b], c[b] = p.x[o:o + self.length], p.y[o:o + self.length], p.cond
         return tuple(torch.from_numpy(a).to(device) for a in (x, y, c))
 
