@@ -286,6 +286,9 @@ def test_a_target_that_starts_with_digital_silence_is_unmeasured_there(tmp_path)
     x, _, _ = SegmentSampler([marked], 1500, seed=0, warmup=500).batch(2000)
     assert float(x[:, 500].min()) >= 6000  # every scored sample is recorded
     assert float(x[:, 0].min()) < 5600  # and warm-ups may start before the head ends
+    same_name = Pair("m", -marked.x, marked.y, {}, np.zeros(1), "train")  # one DI file re-amped twice
+    x, _, _ = SegmentSampler([marked, same_name], 1500, seed=0, warmup=500).batch(2000)
+    assert float(x[x[:, 1] > 0][:, 500].min()) >= 6000 and float(x[:, 0].min()) < -5000
     plain = Pair("p", marked.x, marked.y, {}, np.zeros(1), "train")
     x_old, _, _ = SegmentSampler([plain], 1500, seed=3).batch(50)
     x_new, _, _ = SegmentSampler([plain], 1500, seed=3, warmup=500).batch(50)
