@@ -280,7 +280,7 @@ def test_a_target_that_starts_with_digital_silence_is_unmeasured_there(tmp_path)
             sf.write(path, a, rate, subtype="FLOAT")
     ds = load_dataset(dataset_with(tmp_path, mutate))
     assert [p.measured_from for p in ds.pairs] == [600, 0, 0]
-    assert any("starts with 600 samples (38 ms) of digital silence" in w for w in ds.warnings)
+    assert any(w.startswith("p0: the target starts with 600 samples (38 ms) of digital silence") for w in ds.warnings)
 
     marked = Pair("m", np.arange(10000, dtype=np.float32), np.zeros(10000, np.float32), {}, np.zeros(1), "train", 6000)
     x, _, _ = SegmentSampler([marked], 1500, seed=0, warmup=500).batch(2000)

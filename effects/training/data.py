@@ -181,12 +181,25 @@ def load_dataset(folder, max_latency_ms: float = 5.0) -> Dataset:
         if split is not None and split not in SPLITS:
             raise DatasetError(f"{name}: split must be one of {', '.join(SPLITS)}, not {split!r}")
         head = unmeasured_head(xa.samples, ya.samples)
-        if head:
-            warnings.append(f"{name}: the target starts with {head} samples ({head / rate * 1e3:.0f} ms) of digital "
-                            f"silence, not a recording: the model warms up through them, no loss or metric counts them")
         pairs.append(Pair(name, xa.samples, ya.samples, {k: float(v) for k, v in knobs.items()},
                           normalised_knobs(knobs, knob_ranges), split, head))
+    warnings += _head_warnings(pairs, int(rate))
     return Dataset(folder, int(rate), knob_ranges, pairs, warnings)
+
+
+def _head_warnings(pairs, rate: int) -> list[str]:
+    """One warning per length of unmeasured head, naming the pairs (the JVM's 15 share one)."""
+    by_head: dict[int, list[str]] = {}
+    for p in pairs:
+        if p.measured_from:
+            by_head.setdefault(p.measured_from, []).append(p.name)
+    out = []
+    for head, names in by_head.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        out.append(f"{shown}: the target{'s start' if len(names) > 1 else ' starts'} with {head} samples "
+                   f"({head / rate * 1e3:.0f} ms) of digital silence while the input plays, not a recording: the "
+                   f"model warms up through them, no loss or metric counts them")
+    return out
 
 
 def check_report(ds: Dataset) -> str:
