@@ -43,25 +43,21 @@ class JVM(Pedal):
         self.amp = stream.AmpStream(params, sample_rate)
         twin = stream.AmpStream(params, sample_rate)
         twin.sos, twin.gains = self.amp.sos, self.amp.gains  # configure redesigns both in place
-        self._silent = SilentTwin(twin, horizon=self.amp.settle_samples)
+        self._silent = SilentTwin(self.amp, twin, horizon=self.amp.settle_samples)
         super().__init__()
         self.reset()
 
     def _configure(self, values):
         self.amp.configure(values)
-        self._silent.arm()
 
     def _run(self, x, out):
         self.amp.run(x, out)
-        self._silent.subtract(out)
 
     def _settle(self):
         self.amp.settle()
-        self._silent.twin.adopt_idle(self.amp)
 
     def _reset_state(self):
         self.amp.reset()
-        self._silent.reset()
 
     def stages(self, knobs: dict | None = None, **options) -> list:
         """Inspection curves at the given panel knobs (default: the current targets).

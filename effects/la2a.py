@@ -88,7 +88,7 @@ class LA2A(Pedal):
         self.model_path = model_path
         self.model = MicroTCN.load(model_path)
         self._stream = self.model.stream()
-        self._silent = SilentTwin(self.model.stream(), horizon=self.model.receptive_field + self.control_period)
+        self._silent = SilentTwin(self._stream, self.model.stream(), horizon=self.model.receptive_field + self.control_period)
         self._cond_map = self._conditioning_map(self.model.meta, model_path)
         self._p = np.zeros((2, self.model.num_conds), np.float32)  # conditions at compress and at limit
         self._meter = np.zeros((2, 3), np.float64)  # _mean_square states of input and model output
@@ -125,7 +125,6 @@ class LA2A(Pedal):
         self.conditions(values[0], self._p)
         for stream in (self._stream, self._silent.twin):
             stream.condition(self._p[0], self._p[1], float(values[2]), ramp_samples=self.control_period)
-        self._silent.arm()
 
     def _output_gain(self, values):
         return makeup_gain(values[1])
@@ -133,12 +132,10 @@ class LA2A(Pedal):
     def _run(self, x, out):
         _mean_square(x, self._meter[0], self._meter_coef, self._dc_coef)  # before: out may be x
         self._stream.run(x, out)
-        self._silent.subtract(out)
         _mean_square(out, self._meter[1], self._meter_coef, self._dc_coef)
 
     def _reset_state(self):
         self._stream.reset()
-        self._silent.reset()
         self._meter[:] = 0.0
 
     # ---- metering (any thread) ----

@@ -52,7 +52,7 @@ class OD3(Pedal):
         self.stream = self.model.stream()
         twin = self.model.stream()
         twin.weights = self.stream.weights  # _configure folds the knobs into both
-        self._silent = SilentTwin(twin, horizon=self.stream.settle_samples)
+        self._silent = SilentTwin(self.stream, twin, horizon=self.stream.settle_samples)
         self._cond = np.zeros(2, np.float32)
         super().__init__()
         self.reset()
@@ -65,22 +65,18 @@ class OD3(Pedal):
         self._cond[0] = values[0] * (MODEL_SCALE / 2) - 1.0
         self._cond[1] = values[1] * (MODEL_SCALE / 2) - 1.0
         self.model.weights_into(self._cond, self.stream.weights)
-        self._silent.arm()
 
     def _output_gain(self, values):
         return level_gain(values[2])
 
     def _run(self, x, out):
         self.stream.run(x, out)
-        self._silent.subtract(out)
 
     def _settle(self):
         self.stream.settle()
-        self._silent.twin.adopt_idle(self.stream)
 
     def _reset_state(self):
         self.stream.reset()
-        self._silent.reset()
 
     def info(self) -> dict:
         return {"params": self.model.params, "ops_per_sample": self.model.ops_per_sample,

@@ -81,6 +81,9 @@ class Pedal:
     knobs: tuple[Knob, ...] = ()
     control_period: int = 32
     smoothing_ms: float = 50.0
+    # A pedal whose model plays a DC at rest sets an ``effects.rest.SilentTwin`` of its stream here: the
+    # base class subtracts its output, arms it at every knob move and resets it with the stream.
+    _silent = None
 
     def __init__(self):
         self._knob_index = {k.name: i for i, k in enumerate(self.knobs)}
@@ -145,6 +148,8 @@ class Pedal:
             m = n - pos if steady else min(n - pos, period - self._phase)
             seg = out[pos:pos + m]
             self._run(x[pos:pos + m], seg)
+            if self._silent is not None:
+                self._silent.subtract(seg)
             if steady:
                 kernels.ramp_gain(seg, self._gain, self._gain)
             else:
@@ -163,9 +168,11 @@ class Pedal:
         milliseconds); the knobs stay."""
         self._rest[:] = self._target
         if self.settles:
-            self._configure(self._rest)
+            self._apply(self._rest)
             self._settle()
-        self._reset_state()
+            if self._silent is not None:
+                self._silent.settled()
+        self._restore()
         self._phase = 0
         self._started = False
 
@@ -177,20 +184,30 @@ class Pedal:
         moved = kernels.ramp_toward(self._value, self._target, self._max_step)
         self._gain_prev = self._gain
         if moved or first:
-            self._configure(self._value)
+            self._apply(self._value)
             self._gain = float(self._output_gain(self._value))
             if first:
                 self._gain_prev = self._gain
 
     def _nonfinite(self, where: str) -> None:
-        self._reset_state()
+        self._restore()
         if self.settles:  # at rest at the knobs it was settled at; the knobs glide back from there
             self._value[:] = self._rest
-            self._configure(self._rest)
+            self._apply(self._rest)
         if not self._warned_nonfinite:
             self._warned_nonfinite = True
             warnings.warn(f"{self.name}: NaN or infinite samples in the {where}; replaced with silence "
                           "and the pedal's state reset (warned once)", RuntimeWarning, stacklevel=3)
+
+    def _apply(self, values: np.ndarray) -> None:
+        self._configure(values)
+        if self._silent is not None:  # new weights: what silence plays may change
+            self._silent.arm()
+
+    def _restore(self) -> None:
+        self._reset_state()
+        if self._silent is not None:
+            self._silent.reset()
 
     # ---- subclass hooks ----
     def _configure(self, values: np.ndarray) -> None:

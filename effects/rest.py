@@ -73,11 +73,16 @@ class SilentTwin:
     The twin runs only while its output can still change: ``arm`` (at every reset and knob move)
     starts ``horizon`` samples of it, after which its output is the constant it reached.
 
+    The ``Pedal`` base class drives it (``arm``, ``reset``, ``settled``, ``subtract``); the pedal makes it and
+    keeps the weights shared.
+
     Args:
-        twin: a stream with ``run(x, out)``; horizon: samples after which it is constant on silence.
+        stream: the pedal's stream; twin: another stream of the same model with ``run(x, out)``;
+        horizon: samples after which the twin is constant on silence.
     """
 
-    def __init__(self, twin, horizon: int):
+    def __init__(self, stream, twin, horizon: int):
+        self.stream = stream
         self.twin = twin
         self.horizon = int(horizon)
         self.level = np.float32(0.0)  # the twin's output once it is constant
@@ -88,6 +93,10 @@ class SilentTwin:
     def arm(self) -> None:
         """The weights changed: run the twin for ``horizon`` samples."""
         self._left = self.horizon
+
+    def settled(self) -> None:
+        """The stream settled (``IdleState.settle``): the twin rests where it does."""
+        self.twin.adopt_idle(self.stream)
 
     def reset(self) -> None:
         """The pedal reset its stream: the twin resets too, and runs for ``horizon`` samples."""

@@ -132,43 +132,32 @@ def test_knobs_turned_in_silence_are_silent_though_they_move_the_idle_state():
     assert np.abs(recovered).max() < 1e-6
 
 
-def test_knobs_set_after_a_reset_glide_from_where_the_amp_rested():
-    """Knobs set after a reset, before the first block, glide from the knobs the amp rested at, like
-    a knob turned on a running pedal, not jump there."""
+@pytest.mark.parametrize("after", ["reset", "NaN input"])
+def test_knobs_glide_from_where_the_amp_rested(after):
+    """Knobs set after a reset (before the first block), or still moved when NaN input returns the amp to
+    its idle state, glide from the knobs the amp rested at, like a knob turned on a running pedal, rather
+    than jump to their targets."""
     moved = {"gain": 10.0, "master": 10.0}
     silence = np.zeros(344 * 128, np.float32)  # whole control periods: the ramps start at the same tick
+    lead_in = np.zeros(64, np.float32)
     note = sine(220.5, 0.05, 0.2)
     running = load_pedal("jvm")
     running.process(silence)
     running.set_knobs(**moved)
-    turned = running.process(note)
-    fresh = load_pedal("jvm")
+    if after == "NaN input":
+        running.process(silence)  # at the moved knobs; the NaN block then plays as silence
+        with pytest.warns(RuntimeWarning, match="NaN"):
+            running.process(np.full(64, np.nan, np.float32))
+    else:
+        running.process(lead_in)
+    played = running.process(note)
+    fresh = load_pedal("jvm")  # reset, knobs set after it
     fresh.set_knobs(**moved)
-    np.testing.assert_allclose(fresh.process(note), turned, atol=1e-6)
-    jumped = load_pedal("jvm", **moved).process(note)  # at rest at the moved knobs: no glide
-    assert np.abs(jumped - turned).max() > 0.05
-
-
-def test_nan_recovery_glides_the_knobs_back_from_where_the_amp_rested():
-    """After NaN input the amp is back at its idle state, which rests at the knobs it was settled at, and
-    the knobs glide from there to their targets, as after a reset, rather than jump."""
-    moved = {"gain": 10.0, "master": 10.0}
-    silence = np.zeros(344 * 128, np.float32)  # whole control periods: the ramps start at the same tick
-    note = sine(220.5, 0.05, 0.2)
-    running = load_pedal("jvm")
-    running.process(silence)
-    running.set_knobs(**moved)
-    running.process(silence)
-    with pytest.warns(RuntimeWarning, match="NaN"):
-        running.process(np.full(64, np.nan, np.float32))
-    recovered = running.process(note)
-    fresh = load_pedal("jvm")
-    fresh.set_knobs(**moved)
-    fresh.process(np.zeros(64, np.float32))
-    np.testing.assert_allclose(recovered, fresh.process(note), atol=1e-6)
-    jumped = load_pedal("jvm", **moved)
-    jumped.process(np.zeros(64, np.float32))
-    assert np.abs(jumped.process(note) - recovered).max() > 0.05
+    fresh.process(lead_in)
+    np.testing.assert_allclose(played, fresh.process(note), atol=1e-6)
+    jumped = load_pedal("jvm", **moved)  # at rest at the moved knobs: no glide
+    jumped.process(lead_in)
+    assert np.abs(jumped.process(note) - played).max() > 0.05
 
 
 def _band_db(stage, lo_hz, hi_hz):
