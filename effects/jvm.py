@@ -40,8 +40,8 @@ class JVM(Pedal):
         if sample_rate != self.sample_rate:
             raise ModelFileError(f"{self.model_path}: trained at {sample_rate:g} Hz, the JVM pedal runs at "
                                  f"{self.sample_rate} Hz")
-        self.amp = stream.AmpStream(params, sample_rate)
-        twin = stream.AmpStream(params, sample_rate)
+        self.amp = stream.AmpStream(params, sample_rate, self.meta["oversampled"])
+        twin = stream.AmpStream(params, sample_rate, self.meta["oversampled"])
         twin.sos, twin.gains = self.amp.sos, self.amp.gains  # configure redesigns both in place
         self._silent = SilentTwin(self.amp, twin, horizon=self.amp.settle_samples)
         super().__init__()
@@ -66,9 +66,10 @@ class JVM(Pedal):
         """
         from effects.ddsp import inspect
         values = dict(self.knob_values(), **(knobs or {}))
-        return inspect.stages(self.amp.params, np.array([values[k] for k in amp.KNOBS]), self.sample_rate, **options)
+        return inspect.stages(self.amp.params, np.array([values[k] for k in amp.KNOBS]), self.sample_rate,
+                              oversampled=self.amp.oversampled, **options)
 
     def info(self) -> dict:
-        return {"params": amp.count_params(), "ops_per_sample": amp.ops_per_sample(),
+        return {"params": amp.count_params(), "ops_per_sample": self.amp.ops_per_sample,
                 "model": "DDSP amp (4 WH preamp, tone stack, push-pull power amp, output transformer)",
                 "weights": str(self.model_path)}

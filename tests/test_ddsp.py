@@ -75,12 +75,12 @@ def test_gru1_forward_is_the_torch_gru():
     np.testing.assert_allclose(gru1.gru1(x, torch.tensor(p)).numpy(), expected.detach().numpy(), atol=1e-12)
 
 
-def _twins(params, knobs, n=3000, seed=3):
+def _twins(params, knobs, n=3000, seed=3, oversampled=()):
     x = (0.3 * np.random.default_rng(seed).standard_normal(n)).astype(np.float32)
-    model = amp.DDSPAmp(params, 44100.0).double()
+    model = amp.DDSPAmp(params, 44100.0, oversampled=oversampled).double()
     with torch.no_grad():
         y_train = model(torch.from_numpy(x[None]).double(), torch.tensor(knobs[None] / 5.0 - 1.0))[0].numpy()
-    s = stream.AmpStream(params, 44100.0)
+    s = stream.AmpStream(params, 44100.0, oversampled)
     s.configure(knobs)
     s.clear()  # where the torch model starts (the pedal starts at the idle state instead)
     y_stream = np.empty_like(x)
@@ -88,13 +88,18 @@ def _twins(params, knobs, n=3000, seed=3):
     return y_train, y_stream
 
 
+@pytest.mark.parametrize("oversampled", [(), amp.OVERSAMPLED_GRUS, (0, 6)])
 @pytest.mark.parametrize("knobs", [[5, 5, 5, 5, 5], [9, 0, 10, 2, 7], [1, 10, 3, 8, 3]])
-def test_training_and_streaming_twins_agree(knobs):
+def test_training_and_streaming_twins_agree(knobs, oversampled):
+    """Also with GRU1s at twice the rate: halfbands by frequency sampling in training, polyphase when streaming."""
     params = amp.init_params(4)
     params["ctrl.ts.2.w"] = 10.0 * params["ctrl.ts.2.w"]  # a tone stack that moves with its knobs
-    y_train, y_stream = _twins(params, np.array(knobs, np.float64))
+    params["gru"] = np.random.default_rng(2).uniform(-1.5, 1.5, params["gru"].shape)  # GRU1s with memory
+    y_train, y_stream = _twins(params, np.array(knobs, np.float64), oversampled=oversampled)
     assert np.abs(y_stream).max() > 0.01  # the signal gets through
     np.testing.assert_allclose(y_stream, y_train, atol=1e-4)
+    if oversampled:  # and the oversampling changes the output (the twins do not agree by ignoring it)
+        assert np.abs(_twins(params, np.array(knobs, np.float64))[1] - y_stream).max() > 1e-3
 
 
 def test_inverted_parameters_negate_the_output_exactly_in_both_twins():

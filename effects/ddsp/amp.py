@@ -6,6 +6,13 @@ WH+ and WH-, push-pull difference) -> output transformer (g_ot, GRU1, F_OT, g_ou
 a fixed 10 Hz DC blocker, since the GRU1 biases would otherwise leave a DC offset), where
 WH(x) = H2(g_post * GRU1(g_pre * H1(x))) and every filter group is low shelf, peak, high shelf.
 
+[ours] Optionally (model option ``oversampled``, recorded in the weights file) some GRU1s run at twice
+the sample rate, between a polyphase IIR halfband upsampler and downsampler (``HALFBAND``). The
+shipped amp so runs those of WH3 and WH4 (``OVERSAMPLED_GRUS``): they are driven hardest (inputs of
+3-12 RMS at gain 5), and at the base rate their harmonics above 22 kHz folded back to -22 dB of the
+output for a 1 kHz sine. The halfbands delay the path by about 2.5 samples, which the dataset's
+alignment leaves to the model (``effects.ddsp.dataset``).
+
 ``dsp_params`` maps knobs to all coefficients with array-namespace-agnostic code: the torch model
 calls it on its parameters, the streaming twin (``effects.ddsp.stream``) and the inspection API
 call it on NumPy copies, so the filters shown and streamed are the filters trained.
@@ -57,6 +64,11 @@ N_BIQUADS, N_GAINS, N_GRUS = 45, 16, 7
 SOS_TS, SOS_NFB, SOS_WH_PLUS, SOS_WH_MINUS, SOS_OT = 24, 27, 30, 36, 42
 G_DRIVE, G_M, G_G, G_WH_PLUS, G_WH_MINUS, G_OT, G_OUT = 2, 8, 9, 10, 12, 14, 15  # G_DRIVE: WH2's pre-gain
 GRU_WH_PLUS, GRU_WH_MINUS, GRU_OT = 4, 5, 6
+OVERSAMPLED_GRUS = (2, 3)  # the GRU1s the shipped amp runs at twice the rate (WH3's, WH4's; module doc)
+# Polyphase allpass halfband H(z) = (A0(z^2) + z^-1 A1(z^2)) / 2, A_i(z) = (a_i + z^-1) / (1 + a_i z^-1):
+# coefficients chosen (minimax, Nelder-Mead) for the most attenuation above 0.29 of the doubled rate
+# (25.6 kHz at 88.2 kHz): -32.8 dB there, -0.13 dB at 20 kHz, 1.23 samples of the doubled rate of delay at DC.
+HALFBAND = (0.26612016, 0.74519966)
 # The tone-stack circuit's calibration (``tonestack.nominal_values``): not played, the tone stack's
 # controller is fitted to it; it trains only with the model option ``tone_stack: circuit``.
 CIRCUIT_PREFIX = "circuit."
@@ -289,11 +301,12 @@ def count_params() -> int:
     return int(sum(np.prod(s) for k, s in param_shapes().items() if not k.startswith(CIRCUIT_PREFIX)))
 
 
-def ops_per_sample() -> int:
+def ops_per_sample(oversampled=()) -> int:
     """Flops per sample of the streaming twin (spec 7.4): 9 per TDF-II biquad, 109 per GRU1
     (2 sigmoids and a tanh at 30 each, 19 other ops), 30 for the phase splitter's tanh,
-    1 per gain multiply, 2 for the inversion and push-pull difference, 3 for the DC blocker."""
-    return N_BIQUADS * 9 + N_GRUS * 109 + 30 + N_GAINS + 2 + 3
+    1 per gain multiply, 2 for the inversion and push-pull difference, 3 for the DC blocker; each
+    oversampled GRU1 adds its second step (109) and its halfbands (4 allpasses at 3, a sum and a halving: 14)."""
+    return N_BIQUADS * 9 + N_GRUS * 109 + 30 + N_GAINS + 2 + 3 + len(oversampled) * (109 + 14)
 
 
 def cond_to_panel(c, xp=np):
@@ -326,13 +339,16 @@ class DDSPAmp:
             the circuit itself (``tonestack.circuit_response`` at the FFT bins, with the calibration
             ``circuit.*`` among the parameters), and ``export``/``streaming_twin`` play biquads fitted to
             the calibrated circuit (``fitted_params``).
+        oversampled: indices of the GRU1s that run at twice the rate (module doc), e.g. ``OVERSAMPLED_GRUS``.
     """
 
     def __new__(cls, params: dict | None = None, sample_rate: float = 44100.0, n_fft: int = 16384,
-                num_conds: int = 5, seed: int = 0, frozen: tuple[str, ...] = (), tone_stack: str = "fitted"):
+                num_conds: int = 5, seed: int = 0, frozen: tuple[str, ...] = (), tone_stack: str = "fitted",
+                oversampled=()):
         import torch
         if tone_stack not in TONE_STACK_MODES:
             raise ValueError(f"tone_stack must be one of {', '.join(TONE_STACK_MODES)}, not {tone_stack!r}")
+        oversampled = check_oversampled(oversampled)
         if num_conds not in (len(KNOBS) - 1, len(KNOBS)):
             raise ValueError(f"the DDSP amp takes the knobs {', '.join(KNOBS)} (master optional), "
                              f"the dataset has {num_conds}")
@@ -348,6 +364,7 @@ class DDSPAmp:
                 self.n_fft = n_fft
                 self.num_conds = num_conds
                 self.tone_stack = tone_stack
+                self.oversampled = oversampled
                 init = params if params is not None else init_params(seed)
                 self.p = torch.nn.ParameterDict(
                     {_torch_name(k): torch.nn.Parameter(torch.as_tensor(np.asarray(init[k]), dtype=torch.float32),
@@ -438,9 +455,14 @@ class DDSPAmp:
                 def filt(v, i):
                     return biquad.fft_filter(v, sos[:, i:i + 3], n_fft)
 
+                def nonlinearity(v, k):
+                    if k in self.oversampled:
+                        return downsample2(gru1.gru1(upsample2(v, n_fft), gru[k]), n_fft)
+                    return gru1.gru1(v, gru[k])
+
                 def wh(v, s, gi, k):
                     v = filt(v, s) * g[:, gi, None]
-                    return filt(gru1.gru1(v, gru[k]) * g[:, gi + 1, None], s + 3)
+                    return filt(nonlinearity(v, k) * g[:, gi + 1, None], s + 3)
 
                 h = x
                 for w in range(N_WH_PRE):
@@ -452,7 +474,7 @@ class DDSPAmp:
                 a = filt(h * g[:, G_M, None], SOS_NFB) * g[:, G_G, None]
                 a_plus = torch.tanh(a)
                 h = wh(a_plus, SOS_WH_PLUS, G_WH_PLUS, GRU_WH_PLUS) - wh(-a_plus, SOS_WH_MINUS, G_WH_MINUS, GRU_WH_MINUS)
-                h = gru1.gru1(h * g[:, G_OT, None], gru[GRU_OT])
+                h = nonlinearity(h * g[:, G_OT, None], GRU_OT)
                 h = filt(h, SOS_OT) * g[:, G_OUT, None]
                 return biquad.fft_filter(h, dc_sos.expand(h.shape[0], 1, 5), n_fft)
 
@@ -473,18 +495,81 @@ class DDSPAmp:
                 rate = (meta or {}).get("sample_rate", self.sample_rate)
                 if float(rate) != self.sample_rate:
                     raise ValueError(f"the DDSP amp was built for {self.sample_rate:g} Hz, the data is at {rate} Hz")
-                stream.save(path, self.fitted_params()[0], self.sample_rate, meta)
+                stream.save(path, self.fitted_params()[0], self.sample_rate, meta, self.oversampled)
 
             def streaming_twin(self):
                 """The streaming amp (``stream.AmpTwin``) holding these weights (as ``export`` writes them)."""
                 from effects.ddsp import stream
-                return stream.AmpTwin(self.fitted_params()[0], self.sample_rate, self.num_conds)
+                return stream.AmpTwin(self.fitted_params()[0], self.sample_rate, self.num_conds, self.oversampled)
 
         return _DDSPAmp()
 
 
+def check_oversampled(oversampled) -> tuple[int, ...]:
+    """The GRU1 indices of the model option or file entry ``oversampled`` as a sorted tuple; ValueError
+    for anything but distinct GRU1 indices (0..6)."""
+    try:
+        idx = tuple(sorted(int(k) for k in oversampled))
+    except (TypeError, ValueError):
+        raise ValueError(f"oversampled must list GRU1 indices 0..{N_GRUS - 1}, not {oversampled!r}") from None
+    if len(set(idx)) != len(idx) or any(not 0 <= k < N_GRUS for k in idx):
+        raise ValueError(f"oversampled must list distinct GRU1 indices 0..{N_GRUS - 1}, not {list(oversampled)}")
+    return idx
+
+
+def halfband_response(omega):
+    """``HALFBAND``'s frequency response at angular frequencies ``omega`` of the doubled rate (NumPy or torch)."""
+    xp = _xp(omega)
+    z1 = xp.exp(-1j * omega) if xp is np else xp.exp(-1j * omega.to(xp.complex128))
+    z2 = z1 * z1
+    a0, a1 = HALFBAND
+    return 0.5 * ((a0 + z2) / (1.0 + a0 * z2) + z1 * (a1 + z2) / (1.0 + a1 * z2))
+
+
+def _halfband_bins(n: int, like):
+    import torch
+    omega = torch.linspace(0.0, math.pi, n // 2 + 1, dtype=torch.float64, device=like.device)
+    return halfband_response(omega).to(torch.complex64 if like.dtype == torch.float32 else torch.complex128)
+
+
+def upsample2(v, n_fft: int):
+    """(B, T) -> (B, 2T) torch: zeros between the samples, then 2 ``HALFBAND`` by frequency sampling
+    (an FFT of 2 n_fft >= 4T, as the biquads'); the streaming twin runs its polyphase form."""
+    import torch
+    u = v.new_zeros(v.shape[:-1] + (2 * v.shape[-1],))
+    u[..., 0::2] = v
+    n = 2 * n_fft
+    return torch.fft.irfft(torch.fft.rfft(u, n) * (2.0 * _halfband_bins(n, v)), n)[..., :u.shape[-1]]
+
+
+def downsample2(v, n_fft: int):
+    """(B, 2T) -> (B, T) torch: ``HALFBAND`` by frequency sampling, then every even sample."""
+    import torch
+    n = 2 * n_fft
+    return torch.fft.irfft(torch.fft.rfft(v, n) * _halfband_bins(n, v), n)[..., :v.shape[-1]][..., 0::2]
+
+
+def _allpass(x: np.ndarray, a: float) -> np.ndarray:
+    from scipy.signal import lfilter
+    return lfilter([a, 1.0], [1.0, a], x)
+
+
+def upsample2_np(v: np.ndarray) -> np.ndarray:
+    """(T,) -> (2T,) float64, the polyphase halfband upsampler the streaming twin runs, from rest:
+    even samples A0(v), odd samples A1(v)."""
+    out = np.empty(2 * v.size)
+    out[0::2], out[1::2] = _allpass(v, HALFBAND[0]), _allpass(v, HALFBAND[1])
+    return out
+
+
+def downsample2_np(v: np.ndarray) -> np.ndarray:
+    """(2T,) -> (T,) float64, the polyphase halfband downsampler: (A0(even) + A1(odd) one sample later) / 2."""
+    odd = _allpass(v[1::2], HALFBAND[1])
+    return 0.5 * (_allpass(v[0::2], HALFBAND[0]) + np.concatenate([[0.0], odd[:-1]]))
+
+
 #: ``knobnet train`` model keys of type ``ddsp`` (effects.training.train.MODEL_TYPES).
-DDSP_DEFAULTS = {"sample_rate": 44100.0, "n_fft": 16384, "tone_stack": "fitted"}
+DDSP_DEFAULTS = {"sample_rate": 44100.0, "n_fft": 16384, "tone_stack": "fitted", "oversampled": []}
 TONE_STACK_MODES = ("fitted", "circuit")
 TONE_STACK_PARAMS = ("ctrl.ts.",)  # name prefix of the tone stack's parameters (held while training)
 
@@ -526,14 +611,16 @@ def build_ddsp(m: dict, num_conds: int):
     torch's seed (``train.seed``) and its tone stack fitted to the circuit (module doc; ``build_notes`` says
     how well it fits). With ``m["tone_stack"]`` ``fitted`` the tone stack's biquads are held and the
     circuit's calibration is unused; with ``circuit`` the calibrated circuit is the tone stack in training
-    and its calibration trains with the rest (``DDSPAmp``). The dataset's knobs must be gain, bass, middle,
+    and its calibration trains with the rest (``DDSPAmp``). ``m["oversampled"]`` lists the GRU1s that run at
+    twice the rate (module doc; ``[2, 3]`` for WH3 and WH4). The dataset's knobs must be gain, bass, middle,
     treble[, master] over 0..10; ``export`` refuses a dataset rate other than ``sample_rate``."""
     import torch
     if m["tone_stack"] not in TONE_STACK_MODES:
         raise ValueError(f"model.tone_stack must be one of {', '.join(TONE_STACK_MODES)}, not {m['tone_stack']!r}")
     params, rms_db = circuit_fitted_init(torch.initial_seed() % 2 ** 32, m["sample_rate"])
     frozen = TONE_STACK_PARAMS + (() if m["tone_stack"] == "circuit" else (CIRCUIT_PREFIX,))
-    model = DDSPAmp(params, m["sample_rate"], m["n_fft"], num_conds, frozen=frozen, tone_stack=m["tone_stack"])
+    model = DDSPAmp(params, m["sample_rate"], m["n_fft"], num_conds, frozen=frozen, tone_stack=m["tone_stack"],
+                    oversampled=m["oversampled"])
     model.build_notes = [f"tone stack fitted to the JVM's tone-stack circuit: RMS error {rms_db:.2f} dB "
                          "over its knob grid; held while the amp trains"
                          if m["tone_stack"] == "fitted" else

@@ -15,6 +15,10 @@ was chosen by training the shipped recipe with each removal from 0 to 6 samples 
 validation loss (training clips only; resources/jvm/MODEL_CARD.md, "Alignment"): 1 sample. Target
 sample t + LATENCY_SAMPLES is paired with input sample t.
 
+An amp with oversampled GRU1s (``amp.OVERSAMPLED_GRUS``) delays its path by about 2.5 samples more
+(the halfbands'), so its dataset pairs target sample t - 1 with input sample t
+(``LATENCY_SAMPLES_OVERSAMPLED``: ``--latency-samples -1``; "Oversampled GRU1s" in the model card).
+
 Runs on the CLI thread.
 """
 from __future__ import annotations
@@ -31,11 +35,12 @@ UNSEEN_SETTINGS = ("B3_M7_T1", "B0_M0_T10")
 KNOBS = ("gain", "bass", "middle", "treble")
 KNOB_RANGES = {k: (0.0, 10.0) for k in KNOBS}  # the panel scale the clips' knobs are given in
 LATENCY_SAMPLES = 1
+LATENCY_SAMPLES_OVERSAMPLED = -1
 
 
 def load_clips(data_dir=DATA_DIR, latency_samples: int = LATENCY_SAMPLES) -> list[dict]:
     """[{name, x, y, knobs, split}] of the recordings listed in ``clips.json`` (float32, 44.1 kHz),
-    with the target advanced by ``latency_samples`` (both trimmed to the same length)."""
+    with the target advanced by ``latency_samples`` (delayed where negative; both trimmed to the same length)."""
     import soundfile as sf
     data_dir = pathlib.Path(data_dir)
     clips = []
@@ -43,23 +48,30 @@ def load_clips(data_dir=DATA_DIR, latency_samples: int = LATENCY_SAMPLES) -> lis
         x, _ = sf.read(data_dir / c["input"], dtype="float32")
         y, _ = sf.read(data_dir / c["target"], dtype="float32")
         name = c["input"].removesuffix("_input.wav")
-        n = len(x) - latency_samples
-        clips.append({"name": name, "x": x[:n], "y": y[latency_samples:latency_samples + n], "knobs": {k: float(c["knobs"][k]) for k in KNOBS},
+        n = min(len(x), len(y)) - abs(latency_samples)
+        lead = max(latency_samples, 0)  # target samples dropped at the start (input samples where negative)
+        clips.append({"name": name, "x": x[lead - latency_samples:lead - latency_samples + n], "y": y[lead:lead + n], "knobs": {k: float(c["knobs"][k]) for k in KNOBS},
                       "split": "test" if name in HOLDOUT else "train", "sample_rate": int(c["sample_rate"])})
     return clips
 
 
-def write_jvm_dataset(folder, data_dir=DATA_DIR) -> None:
+def write_jvm_dataset(folder, data_dir=DATA_DIR, latency_samples: int = LATENCY_SAMPLES) -> None:
     """Write the dataset folder (copies of the WAVs and dataset.json) for ``knobnet train``."""
     from effects.training.data import write_dataset
-    clips = load_clips(data_dir)
+    clips = load_clips(data_dir, latency_samples)
     write_dataset(folder, clips[0]["sample_rate"], KNOB_RANGES, clips)
 
 
 def main(argv=None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    folder = pathlib.Path(argv[0] if argv else "out/datasets/jvm")
-    write_jvm_dataset(folder)
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m effects.ddsp.dataset", description=__doc__.splitlines()[0])
+    ap.add_argument("folder", nargs="?", default="out/datasets/jvm")
+    ap.add_argument("--latency-samples", type=int, default=LATENCY_SAMPLES,
+                    help=f"target samples paired one input sample earlier (default {LATENCY_SAMPLES}; "
+                         f"{LATENCY_SAMPLES_OVERSAMPLED} for oversampled GRU1s)")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    folder = pathlib.Path(args.folder)
+    write_jvm_dataset(folder, latency_samples=args.latency_samples)
     n = len(json.loads((folder / "dataset.json").read_text())["pairs"])
     print(f"wrote {folder}: {n} pairs, test split: {', '.join(HOLDOUT)}")
 

@@ -67,7 +67,7 @@ def _db(h):
 
 def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: int = 256,
            f_min_hz: float = 20.0, f_max_hz: float = 20000.0, amplitude: float = 1.0,
-           loop_amplitude: float = 0.5, loop_hz: float = 100.0) -> list[Stage]:
+           loop_amplitude: float = 0.5, loop_hz: float = 100.0, oversampled=()) -> list[Stage]:
     """Curves of every stage at panel knobs (5,) gain, bass, middle, treble, master.
 
     Args:
@@ -77,6 +77,9 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
         n_freqs, f_min_hz, f_max_hz: the log frequency grid (capped below Nyquist).
         amplitude: peak of the transfer-curve sweep at each nonlinearity's input.
         loop_amplitude, loop_hz: the sine for the hysteresis loops.
+        oversampled: the GRU1s that run at twice the rate (``stream.load``'s ``meta["oversampled"]``):
+            their curves are drawn through the halfbands, and their stages' responses include the
+            halfbands' round trip.
     Returns:
         Stages in signal order: preamp WH1..WH4, tone stack, power amp, output transformer.
     """
@@ -99,8 +102,16 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
         return out
 
     def gru_curve(name, k, g_pre, g_post):
-        return _nonlinearity(name, lambda v: g_post * _run_gru(v * g_pre, gru[k]), amplitude, loop_amplitude,
-                             loop_hz, sample_rate)
+        if k in oversampled:
+            def run(v):
+                return g_post * amp.downsample2_np(_run_gru(amp.upsample2_np(v * g_pre), gru[k]))
+        else:
+            def run(v):
+                return g_post * _run_gru(v * g_pre, gru[k])
+        return _nonlinearity(name, run, amplitude, loop_amplitude, loop_hz, sample_rate)
+
+    # Up- and downsampling around an oversampled GRU1 filter the stage by H(w/2)^2 + H(w/2 + pi)^2.
+    round_trip = amp.halfband_response(w / 2.0) ** 2 + amp.halfband_response(w / 2.0 + np.pi) ** 2
 
     def stage(name, h, flt, nl, g):
         return Stage(name, freqs_hz, _db(h), np.unwrap(np.angle(h)), flt, nl,
@@ -109,7 +120,7 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
     out = []
     for k in range(amp.N_WH_PRE):
         s, g_pre, g_post = 6 * k, gains[2 * k], gains[2 * k + 1]
-        out.append(stage(f"preamp WH{k + 1}", h_of(s) * h_of(s + 3) * g_pre * g_post,
+        out.append(stage(f"preamp WH{k + 1}", h_of(s) * h_of(s + 3) * g_pre * g_post * (round_trip if k in oversampled else 1.0),
                          filters("H1", s) + filters("H2", s + 3),
                          [gru_curve(f"WH{k + 1} GRU1", k, g_pre, g_post)], {"pre": g_pre, "post": g_post}))
     tone = stage("tone stack", h_of(amp.SOS_TS), filters("tone", amp.SOS_TS), [], {})

@@ -46,7 +46,7 @@ def gru_lanes(gru: np.ndarray) -> np.ndarray:
 
 
 @njit(nogil=True, fastmath=True, cache=True, error_model="numpy")
-def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, out):
+def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, os_lanes, hb, halfband, y, u2, out):
     """Run the amp over one block (layout in ``effects.ddsp.amp``).
 
     The path is cut into 7 stages, each starting at a GRU1 (whose recurrence is the slow part).
@@ -56,6 +56,11 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, out):
     its samples in order with its own state, so the output is that of the plain sample-by-sample
     chain, for any block size; the pipeline fills and drains within each chunk of ``CHUNK`` samples.
 
+    An oversampled GRU1 (lane in ``os_lanes``) steps twice per sample: the polyphase halfband
+    upsampler gives its even input A0(u) to the first vector step and its odd input A1(u) to a
+    second one (whose other lanes are discarded), and the downsampler gives the stage's output
+    (A0(even output) + A1(odd output) one sample later) / 2. ``y[k]`` is what each stage reads.
+
     Args:
         x: (T,) float32 input; out: (T,) float32 output (may alias x).
         sos: (45, 5) float64 biquads; z: (45, 2) float64 TDF-II state.
@@ -63,6 +68,9 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, out):
         h: (N_LANES,) float32 GRU1 states.
         dc: (2,) float64 DC-blocker state (last input, last output); dc_pole: its pole R.
         buf: (7, CHUNK) float32 scratch (stage outputs); u: (N_LANES,) float32 scratch.
+        os_lanes: (m,) int64 oversampled lanes; hb: (m, 9) float64 halfband state (per allpass its last
+            input and output: up A0, up A1, down A0, down A1; then the delayed down A1 output);
+        halfband: (2,) float64 ``amp.HALFBAND``; y, u2: (N_LANES,) float32 scratch.
     """
     d0, d1 = dc[0], dc[1]
     g = gains
@@ -71,34 +79,54 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, out):
         for i in range(n + 6):
             for k in range(N_LANES):  # each GRU1's input (a clamped index where its stage idles)
                 u[k] = buf[GRU_ROW[k], min(max(i - GRU_LAG[k], 0), n - 1)]
+            for m in range(os_lanes.shape[0]):  # upsampler: even input now, odd input for the second step
+                k = os_lanes[m]
+                v = np.float64(u[k])
+                even = halfband[0] * (v - hb[m, 1]) + hb[m, 0]
+                odd = halfband[1] * (v - hb[m, 3]) + hb[m, 2]
+                u[k], u2[k] = even, odd
+                if 0 <= i - GRU_LAG[k] < n:
+                    hb[m, 0], hb[m, 1], hb[m, 2], hb[m, 3] = v, even, v, odd
             gru1_lanes(u, p, h)  # the seven GRU1 steps as one vector operation, into u
             for k in range(N_LANES):  # stages filling or draining the pipeline keep their state
                 if 0 <= i - GRU_LAG[k] < n:
                     h[k] = u[k]
+                y[k] = u[k]
+            if os_lanes.shape[0] > 0:
+                gru1_lanes(u2, p, h)  # the oversampled GRU1s' second steps (the other lanes discarded)
+            for m in range(os_lanes.shape[0]):  # downsampler
+                k = os_lanes[m]
+                even, odd = np.float64(u[k]), np.float64(u2[k])
+                d_even = halfband[0] * (even - hb[m, 5]) + hb[m, 4]
+                d_odd = halfband[1] * (odd - hb[m, 7]) + hb[m, 6]
+                y[k] = 0.5 * (d_even + hb[m, 8])
+                if 0 <= i - GRU_LAG[k] < n:
+                    h[k] = u2[k]
+                    hb[m, 4], hb[m, 5], hb[m, 6], hb[m, 7], hb[m, 8] = even, d_even, odd, d_odd, d_odd
             j = i - 6  # output transformer (after its GRU1), DC blocker
             if j >= 0:
-                v = sos_sample(h[6], sos, z, 42, 3) * g[15]
+                v = sos_sample(y[6], sos, z, 42, 3) * g[15]
                 d1 = v - d0 + dc_pole * d1
                 d0 = v
                 out[start + j] = d1
             j = i - 5  # the push-pull GRU1s' H2s, their difference, the transformer's gain
             if 0 <= j < n:
-                buf[5, j] = (sos_sample(h[4] * g[11], sos, z, 33, 3) - sos_sample(h[5] * g[13], sos, z, 39, 3)) * g[14]
+                buf[5, j] = (sos_sample(y[4] * g[11], sos, z, 33, 3) - sos_sample(y[5] * g[13], sos, z, 39, 3)) * g[14]
             j = i - 4  # WH4's H2, tone stack, M, F_nfb, G, phase splitter, the WH+/WH- H1s
             if 0 <= j < n:
-                v = sos_sample(sos_sample(h[3] * g[7], sos, z, 21, 3), sos, z, 24, 3)
+                v = sos_sample(sos_sample(y[3] * g[7], sos, z, 21, 3), sos, z, 24, 3)
                 a = tanh32(sos_sample(v * g[8], sos, z, 27, 3) * g[9])
                 buf[4, j] = sos_sample(a, sos, z, 30, 3) * g[10]
                 buf[6, j] = sos_sample(-a, sos, z, 36, 3) * g[12]
             j = i - 3  # WH3's H2, WH4's H1 and pre-gain
             if 0 <= j < n:
-                buf[3, j] = sos_sample(sos_sample(h[2] * g[5], sos, z, 15, 3), sos, z, 18, 3) * g[6]
+                buf[3, j] = sos_sample(sos_sample(y[2] * g[5], sos, z, 15, 3), sos, z, 18, 3) * g[6]
             j = i - 2  # WH2's H2, WH3's H1 and pre-gain
             if 0 <= j < n:
-                buf[2, j] = sos_sample(sos_sample(h[1] * g[3], sos, z, 9, 3), sos, z, 12, 3) * g[4]
+                buf[2, j] = sos_sample(sos_sample(y[1] * g[3], sos, z, 9, 3), sos, z, 12, 3) * g[4]
             j = i - 1  # WH1's H2, WH2's H1 and pre-gain
             if 0 <= j < n:
-                buf[1, j] = sos_sample(sos_sample(h[0] * g[1], sos, z, 3, 3), sos, z, 6, 3) * g[2]
+                buf[1, j] = sos_sample(sos_sample(y[0] * g[1], sos, z, 3, 3), sos, z, 6, 3) * g[2]
             if i < n:  # WH1's H1 and pre-gain
                 buf[0, i] = sos_sample(x[start + i], sos, z, 0, 3) * g[0]
     dc[0], dc[1] = d0, d1
@@ -111,15 +139,23 @@ class AmpStream(IdleState):
     Args:
         params: name -> array, the shapes of ``amp.param_shapes()``.
         sample_rate: in Hz (the rate the model was trained at).
+        oversampled: the GRU1s that run at twice the rate (``amp.check_oversampled``).
     """
 
-    state_names = ("z", "h", "dc")
+    state_names = ("z", "h", "dc", "hb")
     # 0.37 s at 44.1 kHz: the slowest poles are the 10 Hz DC blocker's and the low shelves' (the shipped
     # weights come within 3e-8 of rest at any knobs tried; 8,192 samples leave up to 1e-5).
     settle_samples = 16384
 
-    def __init__(self, params: dict[str, np.ndarray], sample_rate: float):
+    def __init__(self, params: dict[str, np.ndarray], sample_rate: float, oversampled=()):
         self.params = {k: np.asarray(v, np.float64) for k, v in params.items()}
+        self.oversampled = amp.check_oversampled(oversampled)
+        self.ops_per_sample = amp.ops_per_sample(self.oversampled)
+        self.os_lanes = np.array(self.oversampled, np.int64)  # lane k is GRU1 k
+        self.hb = np.zeros((len(self.oversampled), 9), np.float64)
+        self.halfband = np.array(amp.HALFBAND, np.float64)
+        self.y = np.zeros(N_LANES, np.float32)
+        self.u2 = np.zeros(N_LANES, np.float32)
         self.sample_rate = float(sample_rate)
         # Biquads keep float64 coefficients and state: in float32 the shelves near 20 Hz drift by
         # ~1e-4 from the exact response (samples in and out stay float32).
@@ -152,7 +188,8 @@ class AmpStream(IdleState):
         self.gains[amp.G_M] *= master
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
-        amp_run(x, self.sos, self.z, self.gains, self.gru, self.h, self.dc, self.dc_pole, self.buf, self.u, out)
+        amp_run(x, self.sos, self.z, self.gains, self.gru, self.h, self.dc, self.dc_pole, self.buf, self.u,
+                self.os_lanes, self.hb, self.halfband, self.y, self.u2, out)
 
     @property
     def weights(self) -> "AmpStream":
@@ -162,12 +199,12 @@ class AmpStream(IdleState):
     # ---- files (GUI/CLI or training thread) ----
     def save(self, path, meta: dict | None = None) -> None:
         """Write the parameters as an .npz weights file (float32) with format tag and metadata."""
-        save(path, self.params, self.sample_rate, meta)
+        save(path, self.params, self.sample_rate, meta, self.oversampled)
 
     @classmethod
     def load(cls, path) -> "AmpStream":
-        params, sample_rate, _ = load(path)
-        return cls(params, sample_rate)
+        params, sample_rate, meta = load(path)
+        return cls(params, sample_rate, meta["oversampled"])
 
 
 class AmpTwin:
@@ -177,32 +214,37 @@ class AmpTwin:
     dataset's normalised knobs (gain, bass, middle, treble[, master] over 0..10).
     """
 
-    def __init__(self, params: dict[str, np.ndarray], sample_rate: float, num_conds: int = 5):
+    def __init__(self, params: dict[str, np.ndarray], sample_rate: float, num_conds: int = 5, oversampled=()):
         self.params, self.sample_rate, self.num_conds = params, float(sample_rate), num_conds
-        self.ops_per_sample = amp.ops_per_sample()
+        self.oversampled = amp.check_oversampled(oversampled)
+        self.ops_per_sample = amp.ops_per_sample(self.oversampled)
 
     def stream(self) -> AmpStream:
-        return AmpStream(self.params, self.sample_rate)
+        return AmpStream(self.params, self.sample_rate, self.oversampled)
 
     def weights_into(self, cond: np.ndarray, s: AmpStream) -> None:
         s.configure(amp.cond_to_panel(np.asarray(cond, np.float64)))
 
 
-def save(path, params: dict, sample_rate: float, meta: dict | None = None) -> None:
-    """Write a DDSP amp weights file: float32 arrays plus ``format`` and JSON ``meta``."""
-    save_npz_model(path, FORMAT, params, dict(meta or {}, sample_rate=float(sample_rate)))
+def save(path, params: dict, sample_rate: float, meta: dict | None = None, oversampled=()) -> None:
+    """Write a DDSP amp weights file: float32 arrays plus ``format`` and JSON ``meta`` (with the sample
+    rate and the oversampled GRU1s)."""
+    save_npz_model(path, FORMAT, params, dict(meta or {}, sample_rate=float(sample_rate),
+                                              oversampled=list(amp.check_oversampled(oversampled))))
 
 
 def load(path) -> tuple[dict[str, np.ndarray], float, dict]:
     """Read a DDSP amp weights file; ModelFileError (one line) for anything else.
 
     Returns:
-        params by name, sample rate in Hz, metadata dict.
+        params by name, sample rate in Hz, metadata dict (``oversampled``: the GRU1s that run at twice
+        the rate, none in files written before the option).
     """
     name = pathlib.Path(path).name
     data, meta = load_npz_model(path, FORMAT, "DDSP amp", RETIRED_FORMATS)
     try:
         sample_rate = float(meta["sample_rate"])
+        meta["oversampled"] = amp.check_oversampled(meta.get("oversampled", ()))
     except (KeyError, ValueError, TypeError):
         raise ModelFileError(f"{name}: metadata is missing or unreadable") from None
     params = {}

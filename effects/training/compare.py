@@ -112,8 +112,8 @@ def _twin(model_path, num_conds: int):
     from effects.modelfile import ModelFileError
     from effects.recurrent import load_conditioned_gru
     try:
-        params, rate, _ = stream.load(model_path)
-        return stream.AmpTwin(params, rate, num_conds)
+        params, rate, meta = stream.load(model_path)
+        return stream.AmpTwin(params, rate, num_conds, meta["oversampled"])
     except ModelFileError:
         return load_conditioned_gru(model_path, num_conds)[0]
 
