@@ -135,6 +135,41 @@ def test_counts_match_the_spec():
     assert amp.ops_per_sample() == 45 * 9 + 7 * 109 + 30 + 16 + 2 + 3 == 1219
 
 
+def test_oversampled_gru1s_cost_their_second_step_and_halfbands_and_are_checked():
+    assert amp.ops_per_sample(amp.OVERSAMPLED_GRUS) == 1219 + 2 * (109 + 4 * 3 + 2) == 1465 <= 1500
+    for bad in ([7], [2, 2], ["x"], 3):
+        with pytest.raises(ValueError, match="oversampled must list"):
+            amp.check_oversampled(bad)
+
+
+def test_the_halfbands_are_the_polyphase_form_of_the_filter_training_samples():
+    """Upsampling (zeros between samples, then 2H) and downsampling (H, then every even sample) by
+    frequency sampling equal the polyphase allpass pairs the streaming kernel runs; a tone well below
+    Nyquist goes through the round trip at unity gain, and H attenuates the band it keeps out."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(3000)
+    np.testing.assert_allclose(amp.upsample2(torch.tensor(x)[None], 8192)[0].numpy(), amp.upsample2_np(x), atol=1e-9)
+    v = rng.standard_normal(6000)
+    np.testing.assert_allclose(amp.downsample2(torch.tensor(v)[None], 8192)[0].numpy(), amp.downsample2_np(v), atol=1e-9)
+    tone = np.sin(2 * np.pi * 1000.0 / 44100.0 * np.arange(8000))
+    assert np.std(amp.downsample2_np(amp.upsample2_np(tone))[4000:]) / np.std(tone[4000:]) == pytest.approx(1.0, abs=1e-3)
+    stop = np.abs(amp.halfband_response(2 * np.pi * np.linspace(25600.0, 44100.0, 200) / 88200.0))
+    assert 20 * np.log10(stop.max()) < -32.0
+
+
+def test_inspection_draws_an_oversampled_gru1_through_its_halfbands():
+    from effects.ddsp import inspect
+    params, knobs = amp.init_params(3), np.array([5.0, 5, 5, 5, 5])
+    plain = inspect.stages(params, knobs, 44100.0)
+    over = inspect.stages(params, knobs, 44100.0, oversampled=(2,))
+    w = 2 * np.pi * plain[2].freqs_hz / 44100.0
+    round_trip = amp.halfband_response(w / 2) ** 2 + amp.halfband_response(w / 2 + np.pi) ** 2
+    np.testing.assert_allclose(over[2].magnitude_db, plain[2].magnitude_db + 20 * np.log10(np.abs(round_trip)), atol=1e-9)
+    np.testing.assert_array_equal(over[1].magnitude_db, plain[1].magnitude_db)  # WH2 runs at the base rate
+    nl_over, nl_plain = over[2].nonlinearities[0], plain[2].nonlinearities[0]
+    assert np.abs(nl_over.loop_out - nl_plain.loop_out).max() > 1e-3  # the GRU1 steps twice as often
+
+
 def _tiny_amp_dataset(folder) -> list[dict]:
     """Three short pairs of a tanh 'amp' at three tone settings (the last one for test), written to folder."""
     from effects.training.data import write_dataset
@@ -155,8 +190,20 @@ def test_knobnet_train_trains_the_ddsp_amp_into_a_pedal_weights_file(tmp_path):
     from effects.jvm import JVM
     from effects.training.data import write_dataset
     from effects.training.losses import metrics
-    from effects.training.train import train
+    from effects.training.train import ConfigError, train
     pairs = _tiny_amp_dataset(tmp_path / "data")
+    # With GRU1s at twice the rate: the file says so, and the pedal plays it as the report scored it.
+    (tmp_path / "os.yaml").write_text(
+        "data: {folder: data, segment: 2048, warmup: 256}\nmodel: {type: ddsp, n_fft: 4096, oversampled: [2, 3]}\n"
+        "train: {batch_size: 2, lr: 0.01, steps: 4, validate_every: 2, seed: 0, threads: 1}\nout: os\n")
+    report = train(tmp_path / "os.yaml", log=lambda *_: None)
+    assert stream.load(tmp_path / "os" / "model.npz")[2]["oversampled"] == (2, 3)
+    assert report["ops_per_sample"] == amp.ops_per_sample((2, 3))
+    y = JVM(model_path=tmp_path / "os" / "model.npz").process(pairs[2]["x"])
+    assert metrics(y, pairs[2]["y"])["esr"] == pytest.approx(report["test"][0]["esr"], rel=1e-4)
+    (tmp_path / "bad.yaml").write_text("data: {folder: data}\nmodel: {type: ddsp, oversampled: [8]}\nout: bad\n")
+    with pytest.raises((ConfigError, ValueError), match="oversampled must list"):
+        train(tmp_path / "bad.yaml", log=lambda *_: None)
     (tmp_path / "c.yaml").write_text(
         "data: {folder: data, segment: 2048, warmup: 256}\nmodel: {type: ddsp, n_fft: 4096}\n"
         "loss: {esr: 1.0, mae: 0.0, mrstft: 0.0, pre_emphasis: true}\n"

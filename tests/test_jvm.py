@@ -56,10 +56,14 @@ def test_bad_model_files_raise_one_line_model_file_errors(tmp_path):
     with open(tmp_path / "shape.npz", "wb") as f:
         np.savez(f, format=np.array(stream.FORMAT), meta=np.array(json.dumps({"sample_rate": rate})), **bad_shape)
     stream.save(tmp_path / "48k.npz", params, 48000.0)
+    with open(tmp_path / "os.npz", "wb") as f:
+        np.savez(f, format=np.array(stream.FORMAT), meta=np.array(json.dumps({"sample_rate": rate, "oversampled": [3, 9]})),
+                 **params)
     with open(tmp_path / "v1.npz", "wb") as f:
         np.savez(f, format=np.array("knobnet-ddsp-amp-1"), meta=np.array(json.dumps({"sample_rate": rate})), **params)
     cases = {"missing.npz": "not found", "text.npz": "not a knobnet DDSP amp", "other.npz": "format tag",
-             "shape.npz": "gru has shape", "48k.npz": "trained at 48000", "v1.npz": "earlier knobnet.*own tone stack.*train it again"}
+             "shape.npz": "gru has shape", "48k.npz": "trained at 48000", "v1.npz": "earlier knobnet.*own tone stack.*train it again",
+             "os.npz": r"oversampled must list distinct GRU1 indices 0..6, not \[3, 9\]"}
     for name, message in cases.items():
         with pytest.raises(ModelFileError, match=message) as exc:
             JVM(model_path=tmp_path / name)
@@ -223,16 +227,18 @@ def test_inspection_curves_are_complete_and_leave_the_audio_state_alone():
 def test_held_out_clips_stay_as_accurate_as_the_model_card_says():
     """The pedal (knob smoothing included) reproduces the card's figures on the latency-aligned clips
     (``jvm_ddsp.metrics.json``, written by ``python -m effects.training.compare --jvm-card``), scored from
-    each target's first recorded sample (its first 2,047 samples are digital silence)."""
+    each target's first recorded sample (the recordings' first 2,048 samples are digital silence), at the
+    alignment the amp trained at (``dataset.latency_samples_for``)."""
     from effects.ddsp import dataset
     from effects.training.data import unmeasured_head
     from effects.training.losses import metrics
     card = json.loads(DEFAULT_WEIGHTS.with_suffix(".metrics.json").read_text())["clips"]
-    for clip in dataset.load_clips():
+    latency = dataset.latency_samples_for(stream.load(DEFAULT_WEIGHTS)[2]["oversampled"])
+    for clip in dataset.load_clips(latency_samples=latency):
         if clip["name"] in ("B3_M7_T1_G5_file_7", "B10_M0_T0_G5_file_8"):
             pedal = load_pedal("jvm", **clip["knobs"])
             head = unmeasured_head(clip["x"], clip["y"])
-            assert head == 2047
+            assert head == 2048 - max(latency, 0)
             m = metrics(pedal.process(clip["x"])[head:], clip["y"][head:])
             assert card[clip["name"]]["split"] == "test"
             assert m["esr_pre_emphasis"] == pytest.approx(card[clip["name"]]["esr_pre_emphasis"], rel=1e-3), clip["name"]
@@ -260,9 +266,9 @@ def test_comparison_table_scores_the_shipped_amp_and_names_untrained_runs(tmp_pa
 def test_the_shipped_weights_give_the_same_output_in_both_twins(knobs):
     """The torch model the weights were trained in and the pedal that plays them agree to 1e-4."""
     import torch
-    params, rate, _ = stream.load(DEFAULT_WEIGHTS)
+    params, rate, meta = stream.load(DEFAULT_WEIGHTS)
     x = (0.3 * np.random.default_rng(7).standard_normal(3000)).astype(np.float32)
-    model = amp.DDSPAmp(params, rate).double()
+    model = amp.DDSPAmp(params, rate, oversampled=meta["oversampled"]).double()
     with torch.no_grad():
         y_train = model(torch.from_numpy(x[None]).double(), torch.tensor([knobs], dtype=torch.float64) / 5 - 1)[0].numpy()
     pedal = load_pedal("jvm", **dict(zip(amp.KNOBS, knobs)))

@@ -38,6 +38,11 @@ LATENCY_SAMPLES = 1
 LATENCY_SAMPLES_OVERSAMPLED = -1
 
 
+def latency_samples_for(oversampled) -> int:
+    """The alignment an amp with these oversampled GRU1s trains and is scored at (module doc)."""
+    return LATENCY_SAMPLES_OVERSAMPLED if len(oversampled) else LATENCY_SAMPLES
+
+
 def load_clips(data_dir=DATA_DIR, latency_samples: int = LATENCY_SAMPLES) -> list[dict]:
     """[{name, x, y, knobs, split}] of the recordings listed in ``clips.json`` (float32, 44.1 kHz),
     with the target advanced by ``latency_samples`` (delayed where negative; both trimmed to the same length)."""

@@ -244,9 +244,12 @@ def load(path) -> tuple[dict[str, np.ndarray], float, dict]:
     data, meta = load_npz_model(path, FORMAT, "DDSP amp", RETIRED_FORMATS)
     try:
         sample_rate = float(meta["sample_rate"])
-        meta["oversampled"] = amp.check_oversampled(meta.get("oversampled", ()))
     except (KeyError, ValueError, TypeError):
         raise ModelFileError(f"{name}: metadata is missing or unreadable") from None
+    try:
+        meta["oversampled"] = amp.check_oversampled(meta.get("oversampled", ()))
+    except ValueError as exc:
+        raise ModelFileError(f"{name}: {exc}") from None
     params = {}
     for k, v in amp.nominal_calibration().items():  # files written before the calibration
         data.setdefault(k, v.astype(np.float32))
