@@ -122,7 +122,8 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
         s, g_pre, g_post = 6 * k, gains[2 * k], gains[2 * k + 1]
         out.append(stage(f"preamp WH{k + 1}", h_of(s) * h_of(s + 3) * g_pre * g_post * (round_trip if k in oversampled else 1.0),
                          filters("H1", s) + filters("H2", s + 3),
-                         [gru_curve(f"WH{k + 1} GRU1", k, g_pre, g_post)], {"pre": g_pre, "post": g_post}))
+                         [gru_curve(f"WH{k + 1} GRU1" + (" (2x rate)" if k in oversampled else ""), k, g_pre, g_post)],
+                         {"pre": g_pre, "post": g_post}))
     tone = stage("tone stack", h_of(amp.SOS_TS), filters("tone", amp.SOS_TS), [], {})
     tone.reference_name = "circuit (fitted to)"
     tone.reference_db = _circuit_db(params, np.asarray(knobs_panel, np.float64), freqs_hz, sample_rate)

@@ -19,7 +19,7 @@ from numba import njit
 
 from effects.ddsp import amp
 from effects.ddsp.biquad import sos_sample
-from effects.ddsp.gru1 import gru1_lanes
+from effects.ddsp.gru1 import gru1_lanes, gru1_step
 from effects.kernels import tanh32
 from effects.modelfile import load_npz_model, save_npz_model
 from effects.pedal import ModelFileError
@@ -57,8 +57,8 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, os_lanes, hb, halfband,
     chain, for any block size; the pipeline fills and drains within each chunk of ``CHUNK`` samples.
 
     An oversampled GRU1 (lane in ``os_lanes``) steps twice per sample: the polyphase halfband
-    upsampler gives its even input A0(u) to the first vector step and its odd input A1(u) to a
-    second one (whose other lanes are discarded), and the downsampler gives the stage's output
+    upsampler gives its even input A0(u) to the vector step and its odd input A1(u) to a second,
+    scalar step, and the downsampler gives the stage's output
     (A0(even output) + A1(odd output) one sample later) / 2. ``y[k]`` is what each stage reads.
 
     Args:
@@ -92,10 +92,9 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, os_lanes, hb, halfband,
                 if 0 <= i - GRU_LAG[k] < n:
                     h[k] = u[k]
                 y[k] = u[k]
-            if os_lanes.shape[0] > 0:
-                gru1_lanes(u2, p, h)  # the oversampled GRU1s' second steps (the other lanes discarded)
-            for m in range(os_lanes.shape[0]):  # downsampler
+            for m in range(os_lanes.shape[0]):  # second step (scalar: faster than another vector step), downsampler
                 k = os_lanes[m]
+                u2[k] = gru1_step(p, k, u2[k], h[k])
                 even, odd = np.float64(u[k]), np.float64(u2[k])
                 d_even = halfband[0] * (even - hb[m, 5]) + hb[m, 4]
                 d_odd = halfband[1] * (odd - hb[m, 7]) + hb[m, 6]
