@@ -311,17 +311,17 @@ def test_weights_saved_before_the_circuit_calibration_start_a_run_at_the_nominal
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU: the DDSP amp's GPU path is not run")
-@pytest.mark.parametrize("tone_stack", ["fitted", "circuit"])
-def test_the_ddsp_amp_trains_on_the_gpu_as_on_the_cpu(tmp_path, tone_stack):
+@pytest.mark.parametrize("tone_stack,oversampled", [("fitted", []), ("circuit", []), ("fitted", [2, 3])])
+def test_the_ddsp_amp_trains_on_the_gpu_as_on_the_cpu(tmp_path, tone_stack, oversampled):
     """Same seed, same batches: the GPU run's losses follow the CPU run's (float32 rounding apart), the circuit
-    (``tone_stack: circuit``) and its level bookkeeping included."""
+    (``tone_stack: circuit``) and its level bookkeeping included, and the halfbands of oversampled GRU1s."""
     from effects.training.train import train
     _tiny_amp_dataset(tmp_path / "data")
     runs = {}
     for device in ("cpu", "cuda"):
         (tmp_path / f"{device}.yaml").write_text(
             f"data: {{folder: data, segment: 2048, warmup: 256}}\n"
-            f"model: {{type: ddsp, n_fft: 4096, tone_stack: {tone_stack}}}\n"
+            f"model: {{type: ddsp, n_fft: 4096, tone_stack: {tone_stack}, oversampled: {oversampled}}}\n"
             f"train: {{batch_size: 2, lr: 0.01, steps: 10, validate_every: 5, seed: 0, threads: 1, device: {device}}}\n"
             f"out: run-{device}\n")
         runs[device] = train(tmp_path / f"{device}.yaml", log=lambda *_: None)
