@@ -71,5 +71,7 @@ class JVM(Pedal):
 
     def info(self) -> dict:
         return {"params": amp.count_params(), "ops_per_sample": self.amp.ops_per_sample,
-                "model": "DDSP amp (4 WH preamp, tone stack, push-pull power amp, output transformer)",
+                "model": "DDSP amp (4 WH preamp, tone stack, push-pull power amp, output transformer"
+                         + (f"; GRU1s {', '.join(str(k + 1) for k in self.amp.oversampled)} of 7 at twice the rate)"
+                            if self.amp.oversampled else ")"),
                 "weights": str(self.model_path)}

@@ -137,7 +137,7 @@ def test_counts_match_the_spec():
 
 def test_oversampled_gru1s_cost_their_second_step_and_halfbands_and_are_checked():
     assert amp.ops_per_sample(amp.OVERSAMPLED_GRUS) == 1219 + 2 * (109 + 4 * 3 + 2) == 1465 <= 1500
-    for bad in ([7], [2, 2], ["x"], 3):
+    for bad in ([7], [2, 2], ["x"], 3, "23", [2.7], [True]):
         with pytest.raises(ValueError, match="oversampled must list"):
             amp.check_oversampled(bad)
 
@@ -168,6 +168,18 @@ def test_inspection_draws_an_oversampled_gru1_through_its_halfbands():
     np.testing.assert_array_equal(over[1].magnitude_db, plain[1].magnitude_db)  # WH2 runs at the base rate
     nl_over, nl_plain = over[2].nonlinearities[0], plain[2].nonlinearities[0]
     assert np.abs(nl_over.loop_out - nl_plain.loop_out).max() > 1e-3  # the GRU1 steps twice as often
+    # The round trip is the response of up- and downsampling an impulse (no GRU1 between).
+    impulse = np.zeros(4096)
+    impulse[0] = 1.0
+    h = amp.downsample2_np(amp.upsample2_np(impulse))
+    dtft = np.exp(-1j * np.outer(w, np.arange(h.size))) @ h
+    np.testing.assert_allclose(round_trip, dtft, atol=1e-9)
+    # The power amp's and output transformer's GRU1s too, named as such.
+    late = inspect.stages(params, knobs, 44100.0, oversampled=(amp.GRU_WH_PLUS, amp.GRU_OT))
+    assert [n.name for n in late[5].nonlinearities] == ["phase splitter tanh", "WH+ GRU1 (2x rate)", "WH- GRU1"]
+    assert late[6].nonlinearities[0].name == "OT GRU1 (2x rate)"
+    np.testing.assert_allclose(late[6].magnitude_db, plain[6].magnitude_db + 20 * np.log10(np.abs(round_trip)), atol=1e-9)
+    assert np.abs(late[5].magnitude_db - plain[5].magnitude_db).max() > 1e-3
 
 
 def _tiny_amp_dataset(folder) -> list[dict]:

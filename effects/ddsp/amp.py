@@ -508,10 +508,10 @@ class DDSPAmp:
 def check_oversampled(oversampled) -> tuple[int, ...]:
     """The GRU1 indices of the model option or file entry ``oversampled`` as a sorted tuple; ValueError
     for anything but distinct GRU1 indices (0..6)."""
-    try:
-        idx = tuple(sorted(int(k) for k in oversampled))
-    except (TypeError, ValueError):
-        raise ValueError(f"oversampled must list GRU1 indices 0..{N_GRUS - 1}, not {oversampled!r}") from None
+    if isinstance(oversampled, (str, bytes)) or not hasattr(oversampled, "__iter__") or not all(
+            isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in oversampled):
+        raise ValueError(f"oversampled must list GRU1 indices 0..{N_GRUS - 1}, not {oversampled!r}")
+    idx = tuple(sorted(int(k) for k in oversampled))
     if len(set(idx)) != len(idx) or any(not 0 <= k < N_GRUS for k in idx):
         raise ValueError(f"oversampled must list distinct GRU1 indices 0..{N_GRUS - 1}, not {list(oversampled)}")
     return idx

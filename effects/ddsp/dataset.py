@@ -39,8 +39,16 @@ LATENCY_SAMPLES_OVERSAMPLED = -1
 
 
 def latency_samples_for(oversampled) -> int:
-    """The alignment an amp with these oversampled GRU1s trains and is scored at (module doc)."""
-    return LATENCY_SAMPLES_OVERSAMPLED if len(oversampled) else LATENCY_SAMPLES
+    """The alignment an amp with these oversampled GRU1s trains and is scored at (module doc). Only the
+    two alignments chosen so far: another set of oversampled GRU1s delays the path by another amount
+    (1.23 samples per GRU1 on the signal path), so its alignment is to be chosen first (ValueError)."""
+    from effects.ddsp import amp
+    chosen = {(): LATENCY_SAMPLES, amp.OVERSAMPLED_GRUS: LATENCY_SAMPLES_OVERSAMPLED}
+    key = amp.check_oversampled(oversampled)
+    if key not in chosen:
+        raise ValueError(f"no JVM dataset alignment has been chosen for GRU1s {list(key)} at twice the rate "
+                         f"(only for {list(amp.OVERSAMPLED_GRUS)} or none)")
+    return chosen[key]
 
 
 def load_clips(data_dir=DATA_DIR, latency_samples: int = LATENCY_SAMPLES) -> list[dict]:

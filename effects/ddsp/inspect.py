@@ -102,6 +102,7 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
         return out
 
     def gru_curve(name, k, g_pre, g_post):
+        name += " (2x rate)" if k in oversampled else ""
         if k in oversampled:
             def run(v):
                 return g_post * amp.downsample2_np(_run_gru(amp.upsample2_np(v * g_pre), gru[k]))
@@ -110,8 +111,11 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
                 return g_post * _run_gru(v * g_pre, gru[k])
         return _nonlinearity(name, run, amplitude, loop_amplitude, loop_hz, sample_rate)
 
-    # Up- and downsampling around an oversampled GRU1 filter the stage by H(w/2)^2 + H(w/2 + pi)^2.
+    # Up- and downsampling around an oversampled GRU1 filter its path by H(w/2)^2 + H(w/2 + pi)^2.
     round_trip = amp.halfband_response(w / 2.0) ** 2 + amp.halfband_response(w / 2.0 + np.pi) ** 2
+
+    def halfbands(k):
+        return round_trip if k in oversampled else 1.0
 
     def stage(name, h, flt, nl, g):
         return Stage(name, freqs_hz, _db(h), np.unwrap(np.angle(h)), flt, nl,
@@ -120,9 +124,9 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
     out = []
     for k in range(amp.N_WH_PRE):
         s, g_pre, g_post = 6 * k, gains[2 * k], gains[2 * k + 1]
-        out.append(stage(f"preamp WH{k + 1}", h_of(s) * h_of(s + 3) * g_pre * g_post * (round_trip if k in oversampled else 1.0),
+        out.append(stage(f"preamp WH{k + 1}", h_of(s) * h_of(s + 3) * g_pre * g_post * halfbands(k),
                          filters("H1", s) + filters("H2", s + 3),
-                         [gru_curve(f"WH{k + 1} GRU1" + (" (2x rate)" if k in oversampled else ""), k, g_pre, g_post)],
+                         [gru_curve(f"WH{k + 1} GRU1", k, g_pre, g_post)],
                          {"pre": g_pre, "post": g_post}))
     tone = stage("tone stack", h_of(amp.SOS_TS), filters("tone", amp.SOS_TS), [], {})
     tone.reference_name = "circuit (fitted to)"
@@ -131,8 +135,9 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
     # Power amp: small-signal a = M G F_nfb x, tanh'(0) = 1, x3 = WH+(a) - WH-(-a) -> both paths add.
     m, g = gains[amp.G_M], gains[amp.G_G]
     gp, gm = gains[amp.G_WH_PLUS:amp.G_WH_PLUS + 2], gains[amp.G_WH_MINUS:amp.G_WH_MINUS + 2]
-    h_pa = m * g * h_of(amp.SOS_NFB) * (gp[0] * gp[1] * h_of(amp.SOS_WH_PLUS) * h_of(amp.SOS_WH_PLUS + 3)
-                                        + gm[0] * gm[1] * h_of(amp.SOS_WH_MINUS) * h_of(amp.SOS_WH_MINUS + 3))
+    h_plus = gp[0] * gp[1] * h_of(amp.SOS_WH_PLUS) * h_of(amp.SOS_WH_PLUS + 3) * halfbands(amp.GRU_WH_PLUS)
+    h_minus = gm[0] * gm[1] * h_of(amp.SOS_WH_MINUS) * h_of(amp.SOS_WH_MINUS + 3) * halfbands(amp.GRU_WH_MINUS)
+    h_pa = m * g * h_of(amp.SOS_NFB) * (h_plus + h_minus)
     out.append(stage("power amp", h_pa,
                      filters("NFB", amp.SOS_NFB) + filters("WH+ H1", amp.SOS_WH_PLUS)
                      + filters("WH+ H2", amp.SOS_WH_PLUS + 3) + filters("WH- H1", amp.SOS_WH_MINUS)
@@ -141,7 +146,7 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
                       gru_curve("WH+ GRU1", amp.GRU_WH_PLUS, *gp), gru_curve("WH- GRU1", amp.GRU_WH_MINUS, *gm)],
                      {"master M": m, "G": g, "WH+ pre": gp[0], "WH+ post": gp[1], "WH- pre": gm[0], "WH- post": gm[1]}))
     g_ot, g_out = gains[amp.G_OT], gains[amp.G_OUT]
-    out.append(stage("output transformer", h_of(amp.SOS_OT) * g_ot * g_out, filters("OT", amp.SOS_OT),
+    out.append(stage("output transformer", h_of(amp.SOS_OT) * g_ot * g_out * halfbands(amp.GRU_OT), filters("OT", amp.SOS_OT),
                      [gru_curve("OT GRU1", amp.GRU_OT, g_ot, 1.0)], {"in": g_ot, "out": g_out}))
     return out
 
