@@ -68,8 +68,9 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, os_lanes, hb, halfband,
         h: (N_LANES,) float32 GRU1 states.
         dc: (2,) float64 DC-blocker state (last input, last output); dc_pole: its pole R.
         buf: (7, CHUNK) float32 scratch (stage outputs); u: (N_LANES,) float32 scratch.
-        os_lanes: (m,) int64 oversampled lanes; hb: (m, 9) float64 halfband state (per allpass its last
-            input and output: up A0, up A1, down A0, down A1; then the delayed down A1 output);
+        os_lanes: (m,) int64 oversampled lanes; hb: (m, 7) float64 halfband state: the upsampler's last
+            input and its A0 and A1 last outputs, then the downsampler's A0 last input and output and A1
+            last input and output (that last output is the one-sample-late odd branch);
         halfband: (2,) float64 ``amp.HALFBAND``; y, u2: (N_LANES,) float32 scratch.
     """
     d0, d1 = dc[0], dc[1]
@@ -83,10 +84,10 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, os_lanes, hb, halfband,
                 k = os_lanes[m]
                 v = np.float64(u[k])
                 even = halfband[0] * (v - hb[m, 1]) + hb[m, 0]
-                odd = halfband[1] * (v - hb[m, 3]) + hb[m, 2]
+                odd = halfband[1] * (v - hb[m, 2]) + hb[m, 0]
                 u[k], u2[k] = even, odd
                 if 0 <= i - GRU_LAG[k] < n:
-                    hb[m, 0], hb[m, 1], hb[m, 2], hb[m, 3] = v, even, v, odd
+                    hb[m, 0], hb[m, 1], hb[m, 2] = v, even, odd
             gru1_lanes(u, p, h)  # the seven GRU1 steps as one vector operation, into u
             for k in range(N_LANES):  # stages filling or draining the pipeline keep their state
                 if 0 <= i - GRU_LAG[k] < n:
@@ -96,12 +97,12 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, os_lanes, hb, halfband,
                 k = os_lanes[m]
                 u2[k] = gru1_step(p, k, u2[k], h[k])
                 even, odd = np.float64(u[k]), np.float64(u2[k])
-                d_even = halfband[0] * (even - hb[m, 5]) + hb[m, 4]
-                d_odd = halfband[1] * (odd - hb[m, 7]) + hb[m, 6]
-                y[k] = 0.5 * (d_even + hb[m, 8])
+                d_even = halfband[0] * (even - hb[m, 4]) + hb[m, 3]
+                d_odd = halfband[1] * (odd - hb[m, 6]) + hb[m, 5]
+                y[k] = 0.5 * (d_even + hb[m, 6])
                 if 0 <= i - GRU_LAG[k] < n:
                     h[k] = u2[k]
-                    hb[m, 4], hb[m, 5], hb[m, 6], hb[m, 7], hb[m, 8] = even, d_even, odd, d_odd, d_odd
+                    hb[m, 3], hb[m, 4], hb[m, 5], hb[m, 6] = even, d_even, odd, d_odd
             j = i - 6  # output transformer (after its GRU1), DC blocker
             if j >= 0:
                 v = sos_sample(y[6], sos, z, 42, 3) * g[15]
@@ -151,7 +152,7 @@ class AmpStream(IdleState):
         self.oversampled = amp.check_oversampled(oversampled)
         self.ops_per_sample = amp.ops_per_sample(self.oversampled)
         self.os_lanes = np.array(self.oversampled, np.int64)  # lane k is GRU1 k
-        self.hb = np.zeros((len(self.oversampled), 9), np.float64)
+        self.hb = np.zeros((len(self.oversampled), 7), np.float64)
         self.halfband = np.array(amp.HALFBAND, np.float64)
         self.y = np.zeros(N_LANES, np.float32)
         self.u2 = np.zeros(N_LANES, np.float32)
