@@ -61,9 +61,9 @@ def load_clips(data_dir=DATA_DIR, latency_samples: int = LATENCY_SAMPLES) -> lis
         x, _ = sf.read(data_dir / c["input"], dtype="float32")
         y, _ = sf.read(data_dir / c["target"], dtype="float32")
         name = c["input"].removesuffix("_input.wav")
-        n = min(len(x), len(y)) - abs(latency_samples)
-        lead = max(latency_samples, 0)  # target samples dropped at the start (input samples where negative)
-        clips.append({"name": name, "x": x[lead - latency_samples:lead - latency_samples + n], "y": y[lead:lead + n], "knobs": {k: float(c["knobs"][k]) for k in KNOBS},
+        skip_x, skip_y = max(-latency_samples, 0), max(latency_samples, 0)  # samples dropped at the start
+        n = min(len(x) - skip_x, len(y) - skip_y)
+        clips.append({"name": name, "x": x[skip_x:skip_x + n], "y": y[skip_y:skip_y + n], "knobs": {k: float(c["knobs"][k]) for k in KNOBS},
                       "split": "test" if name in HOLDOUT else "train", "sample_rate": int(c["sample_rate"])})
     return clips
 

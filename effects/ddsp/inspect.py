@@ -102,14 +102,12 @@ def stages(params: dict, knobs_panel: np.ndarray, sample_rate: float, n_freqs: i
         return out
 
     def gru_curve(name, k, g_pre, g_post):
-        name += " (2x rate)" if k in oversampled else ""
         if k in oversampled:
-            def run(v):
-                return g_post * amp.downsample2_np(_run_gru(amp.upsample2_np(v * g_pre), gru[k]))
+            name, up, down = name + " (2x rate)", amp.upsample2_np, amp.downsample2_np
         else:
-            def run(v):
-                return g_post * _run_gru(v * g_pre, gru[k])
-        return _nonlinearity(name, run, amplitude, loop_amplitude, loop_hz, sample_rate)
+            up = down = np.asarray
+        return _nonlinearity(name, lambda v: g_post * down(_run_gru(up(v * g_pre), gru[k])), amplitude,
+                             loop_amplitude, loop_hz, sample_rate)
 
     # Up- and downsampling around an oversampled GRU1 filter its path by H(w/2)^2 + H(w/2 + pi)^2.
     round_trip = amp.halfband_response(w / 2.0) ** 2 + amp.halfband_response(w / 2.0 + np.pi) ** 2

@@ -46,7 +46,7 @@ def gru_lanes(gru: np.ndarray) -> np.ndarray:
 
 
 @njit(nogil=True, fastmath=True, cache=True, error_model="numpy")
-def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, os_lanes, hb, halfband, y, u2, out):
+def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, os_lanes, hb, y, u2, out):
     """Run the amp over one block (layout in ``effects.ddsp.amp``).
 
     The path is cut into 7 stages, each starting at a GRU1 (whose recurrence is the slow part).
@@ -71,10 +71,11 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, os_lanes, hb, halfband,
         os_lanes: (m,) int64 oversampled lanes; hb: (m, 7) float64 halfband state: the upsampler's last
             input and its A0 and A1 last outputs, then the downsampler's A0 last input and output and A1
             last input and output (that last output is the one-sample-late odd branch);
-        halfband: (2,) float64 ``amp.HALFBAND``; y, u2: (N_LANES,) float32 scratch.
+        y, u2: (N_LANES,) float32 scratch.
     """
     d0, d1 = dc[0], dc[1]
     g = gains
+    a0, a1 = amp.HALFBAND  # compile-time constants
     for start in range(0, x.shape[0], CHUNK):
         n = min(CHUNK, x.shape[0] - start)
         for i in range(n + 6):
@@ -83,8 +84,8 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, os_lanes, hb, halfband,
             for m in range(os_lanes.shape[0]):  # upsampler: even input now, odd input for the second step
                 k = os_lanes[m]
                 v = np.float64(u[k])
-                even = halfband[0] * (v - hb[m, 1]) + hb[m, 0]
-                odd = halfband[1] * (v - hb[m, 2]) + hb[m, 0]
+                even = a0 * (v - hb[m, 1]) + hb[m, 0]
+                odd = a1 * (v - hb[m, 2]) + hb[m, 0]
                 u[k], u2[k] = even, odd
                 if 0 <= i - GRU_LAG[k] < n:
                     hb[m, 0], hb[m, 1], hb[m, 2] = v, even, odd
@@ -97,8 +98,8 @@ def amp_run(x, sos, z, gains, p, h, dc, dc_pole, buf, u, os_lanes, hb, halfband,
                 k = os_lanes[m]
                 u2[k] = gru1_step(p, k, u2[k], h[k])
                 even, odd = np.float64(u[k]), np.float64(u2[k])
-                d_even = halfband[0] * (even - hb[m, 4]) + hb[m, 3]
-                d_odd = halfband[1] * (odd - hb[m, 6]) + hb[m, 5]
+                d_even = a0 * (even - hb[m, 4]) + hb[m, 3]
+                d_odd = a1 * (odd - hb[m, 6]) + hb[m, 5]
                 y[k] = 0.5 * (d_even + hb[m, 6])
                 if 0 <= i - GRU_LAG[k] < n:
                     h[k] = u2[k]
@@ -153,7 +154,6 @@ class AmpStream(IdleState):
         self.ops_per_sample = amp.ops_per_sample(self.oversampled)
         self.os_lanes = np.array(self.oversampled, np.int64)  # lane k is GRU1 k
         self.hb = np.zeros((len(self.oversampled), 7), np.float64)
-        self.halfband = np.array(amp.HALFBAND, np.float64)
         self.y = np.zeros(N_LANES, np.float32)
         self.u2 = np.zeros(N_LANES, np.float32)
         self.sample_rate = float(sample_rate)
@@ -189,7 +189,7 @@ class AmpStream(IdleState):
 
     def run(self, x: np.ndarray, out: np.ndarray) -> None:
         amp_run(x, self.sos, self.z, self.gains, self.gru, self.h, self.dc, self.dc_pole, self.buf, self.u,
-                self.os_lanes, self.hb, self.halfband, self.y, self.u2, out)
+                self.os_lanes, self.hb, self.y, self.u2, out)
 
     @property
     def weights(self) -> "AmpStream":
